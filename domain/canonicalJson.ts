@@ -1,0 +1,89 @@
+/**
+ * RFC 8785 JSON Canonicalization Scheme (JCS): the one text form of a JSON value that Astrid hashes
+ * and signs, so that any outside verifier can recompute the same bytes from the same value.
+ */
+
+/** A value that JCS can encode: JSON's own data model, with finite numbers only. */
+export type JsonValue =
+  | null
+  | boolean
+  | number
+  | string
+  | ReadonlyArray<JsonValue>
+  | { readonly [key: string]: JsonValue }
+
+/** Raised for values outside JSON's data model (NaN, Infinity, undefined, lone surrogates, cycles...). */
+export class CanonicalJsonError extends Error {
+  readonly _tag = "CanonicalJsonError"
+  constructor(readonly path: string, readonly reason: string) {
+    super(`cannot canonicalize the value at ${path}: ${reason}`)
+  }
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+const encodeString = (value: string, path: string): string => {
+  if (LONE_SURROGATE.test(value)) throw new CanonicalJsonError(path, "string holds a lone UTF-16 surrogate")
+  // JSON.stringify escapes exactly what JCS requires (", \, and U+0000..U+001F, with the short forms
+  // \b \t \n \f \r) and leaves every other character as it is.
+  return JSON.stringify(value)
+}
+
+const encodeNumber = (value: number, path: string): string => {
+  if (!Number.isFinite(value)) throw new CanonicalJsonError(path, `number ${String(value)} is not finite`)
+  // ECMAScript Number::toString is the number form JCS prescribes; -0 serializes as 0.
+  return JSON.stringify(value)
+}
+
+const encode = (value: unknown, path: string, seen: Set<object>): string => {
+  if (value === null) return "null"
+  switch (typeof value) {
+    case "boolean":
+      return value ? "true" : "false"
+    case "number":
+      return encodeNumber(value, path)
+    case "string":
+      return encodeString(value, path)
+    case "object": {
+      if (seen.has(value)) throw new CanonicalJsonError(path, "value is cyclic")
+      seen.add(value)
+      try {
+        if (Array.isArray(value)) {
+          const parts: Array<string> = []
+          for (let i = 0; i < value.length; i++) parts.push(encode(value[i], `${path}[${i}]`, seen))
+          return `[${parts.join(",")}]`
+        }
+        const proto: unknown = Object.getPrototypeOf(value)
+        if (proto !== Object.prototype && proto !== null) {
+          throw new CanonicalJsonError(path, "only plain objects and arrays can be encoded")
+        }
+        const record = value as Record<string, unknown>
+        // Keys sorted by UTF-16 code units, which is what the default string comparison does.
+        const keys = Object.keys(record).sort()
+        const parts: Array<string> = []
+        for (const key of keys) {
+          const member = record[key]
+          if (member === undefined) throw new CanonicalJsonError(`${path}.${key}`, "value is undefined")
+          parts.push(`${encodeString(key, path)}:${encode(member, `${path}.${key}`, seen)}`)
+        }
+        return `{${parts.join(",")}}`
+      } finally {
+        seen.delete(value)
+      }
+    }
+    default:
+      throw new CanonicalJsonError(path, `a ${typeof value} is not JSON`)
+  }
+}
+
+/** The canonical (RFC 8785) text of a JSON value. Throws CanonicalJsonError for non-JSON input. */
+export const canonicalize = (value: unknown): string => encode(value, "$", new Set())
+
+/** True when `text` is already the canonical form of the JSON it holds. */
+export const isCanonical = (text: string): boolean => {
+  try {
+    return canonicalize(JSON.parse(text)) === text
+  } catch {
+    return false
+  }
+}

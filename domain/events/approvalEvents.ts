@@ -1,0 +1,51 @@
+/** Human answers, standing allowances and the deferred-approval queue. */
+import { Schema } from "effect"
+
+export const ApprovalScope = Schema.Literal("once", "session", "workspace", "always")
+
+export const ApprovalRequested = Schema.TaggedStruct("ApprovalRequested", {
+  requestId: Schema.String,
+  actionId: Schema.String,
+  channel: Schema.String
+})
+
+export const ApprovalGranted = Schema.TaggedStruct("ApprovalGranted", {
+  requestId: Schema.String,
+  actionId: Schema.String,
+  scope: ApprovalScope,
+  approver: Schema.String
+})
+
+export const ApprovalRefused = Schema.TaggedStruct("ApprovalRefused", {
+  requestId: Schema.String,
+  actionId: Schema.String,
+  approver: Schema.String,
+  reason: Schema.NullOr(Schema.String)
+})
+
+/** A standing allowance for the rest of a session or for a workspace, created by an approval. */
+export const AllowanceGranted = Schema.TaggedStruct("AllowanceGranted", {
+  allowanceId: Schema.String,
+  scope: Schema.Literal("session", "workspace"),
+  actionKind: Schema.String,
+  pattern: Schema.String,
+  approvalEventId: Schema.String
+})
+
+/** A deferred action entered the queue (on the approvals stream). */
+export const DeferredActionQueued = Schema.TaggedStruct("DeferredActionQueued", {
+  requestId: Schema.String,
+  sessionId: Schema.String,
+  actionId: Schema.String,
+  priority: Schema.Int,
+  summary: Schema.String
+})
+
+/** A queued action was resolved, once (I2). */
+export const DeferredActionResolved = Schema.TaggedStruct("DeferredActionResolved", {
+  requestId: Schema.String,
+  outcome: Schema.Literal("approved", "denied", "expired"),
+  scope: Schema.NullOr(ApprovalScope),
+  resolver: Schema.String,
+  reason: Schema.NullOr(Schema.String)
+})

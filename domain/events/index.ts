@@ -1,0 +1,7 @@
+export * from "./actionEvents.js"
+export * from "./approvalEvents.js"
+export * from "./auditEvents.js"
+export * from "./budgetEvents.js"
+export * from "./sessionEvents.js"
+export * from "./tokenEvents.js"
+export * from "./astridEvent.js"

@@ -1,0 +1,33 @@
+/** Capability tokens on a principal's stream: granted, used (single-use tokens once), revoked. */
+import { Schema } from "effect"
+import { Timestamp } from "../envelope.js"
+import { KeyId, SignatureHex } from "./auditEvents.js"
+
+export const CapabilityToken = Schema.Struct({
+  tokenId: Schema.String,
+  principal: Schema.String,
+  resource: Schema.String,
+  permissions: Schema.Array(Schema.String),
+  issuedAt: Timestamp,
+  expiresAt: Timestamp,
+  singleUse: Schema.Boolean,
+  approvalEventId: Schema.String,
+  issuer: KeyId,
+  signature: SignatureHex
+})
+
+export const CapabilityTokenGranted = Schema.TaggedStruct("CapabilityTokenGranted", {
+  token: CapabilityToken
+})
+
+export const CapabilityTokenUsed = Schema.TaggedStruct("CapabilityTokenUsed", {
+  tokenId: Schema.String,
+  actionId: Schema.String,
+  sessionId: Schema.String
+})
+
+export const CapabilityTokenRevoked = Schema.TaggedStruct("CapabilityTokenRevoked", {
+  tokenId: Schema.String,
+  revokedBy: Schema.String,
+  reason: Schema.NullOr(Schema.String)
+})

@@ -1,0 +1,1 @@
+// Placeholder until the CLI bundle lands in this same change.
