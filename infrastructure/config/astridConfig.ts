@@ -1,0 +1,95 @@
+/**
+ * Configuration of the audit core, read from $ASTRID_HOME/config.toml and ASTRID_* variables
+ * (environment wins). Later layers (workspace config, flags) extend this in their own modules.
+ *
+ *   [event_store]
+ *   path = "astrid.db"          # relative to ASTRID_HOME
+ *   synchronous = "full"        # "full" (durable on power loss) or "normal"
+ *   busy_timeout_ms = 5000
+ *
+ *   [audit]
+ *   checkpoint_every = 1000     # sign a checkpoint after this many events; 0 = only on demand
+ */
+import { Data, Effect, Either, ParseResult, Schema } from "effect"
+import { existsSync, readFileSync } from "node:fs"
+import { homedir } from "node:os"
+import { isAbsolute, join, resolve } from "node:path"
+import { parse as parseToml } from "smol-toml"
+
+export class ConfigError extends Data.TaggedError("ConfigError")<{ readonly message: string }> {}
+
+const FileConfig = Schema.Struct({
+  event_store: Schema.optional(
+    Schema.Struct({
+      path: Schema.optional(Schema.NonEmptyString),
+      synchronous: Schema.optional(Schema.Literal("full", "normal")),
+      busy_timeout_ms: Schema.optional(Schema.NonNegativeInt)
+    })
+  ),
+  audit: Schema.optional(
+    Schema.Struct({
+      checkpoint_every: Schema.optional(Schema.NonNegativeInt)
+    })
+  )
+})
+
+export interface AstridConfig {
+  readonly home: string
+  readonly configPath: string
+  readonly eventStore: { readonly path: string; readonly synchronous: "full" | "normal"; readonly busyTimeoutMs: number }
+  readonly audit: { readonly checkpointEvery: number }
+}
+
+export const DEFAULT_CHECKPOINT_EVERY = 1000
+
+export const resolveHome = (env: NodeJS.ProcessEnv): string => {
+  const fromEnv = env["ASTRID_HOME"]
+  return fromEnv !== undefined && fromEnv !== "" ? resolve(fromEnv) : join(homedir(), ".astrid")
+}
+
+const intFromEnv = (env: NodeJS.ProcessEnv, name: string): Either.Either<number | undefined, ConfigError> => {
+  const raw = env[name]
+  if (raw === undefined || raw === "") return Either.right(undefined)
+  const n = Number(raw)
+  return Number.isSafeInteger(n) && n >= 0
+    ? Either.right(n)
+    : Either.left(new ConfigError({ message: `${name}='${raw}' is not a non-negative integer; unset it or give a number` }))
+}
+
+export const loadConfig = (env: NodeJS.ProcessEnv): Effect.Effect<AstridConfig, ConfigError> =>
+  Effect.gen(function* () {
+    const home = resolveHome(env)
+    const configPath = join(home, "config.toml")
+    let file: typeof FileConfig.Type = {}
+    if (existsSync(configPath)) {
+      const text = yield* Effect.try({
+        try: () => readFileSync(configPath, "utf8"),
+        catch: (e) => new ConfigError({ message: `cannot read ${configPath}: ${e instanceof Error ? e.message : String(e)}` })
+      })
+      const parsed = yield* Effect.try({
+        try: () => parseToml(text),
+        catch: (e) => new ConfigError({ message: `${configPath} is not valid TOML: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}` })
+      })
+      const decoded = Schema.decodeUnknownEither(FileConfig)(parsed)
+      if (Either.isLeft(decoded)) {
+        const detail = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
+          .map((i) => `${i.path.join(".")}: ${i.message}`)
+          .join("; ")
+        return yield* Effect.fail(new ConfigError({ message: `${configPath} has invalid settings: ${detail}` }))
+      }
+      file = decoded.right
+    }
+    const checkpointEvery = yield* intFromEnv(env, "ASTRID_CHECKPOINT_EVERY")
+    const busyTimeout = yield* intFromEnv(env, "ASTRID_BUSY_TIMEOUT_MS")
+    const storePath = env["ASTRID_DB"] ?? file.event_store?.path ?? "astrid.db"
+    return {
+      home,
+      configPath,
+      eventStore: {
+        path: isAbsolute(storePath) ? storePath : join(home, storePath),
+        synchronous: file.event_store?.synchronous ?? "full",
+        busyTimeoutMs: busyTimeout ?? file.event_store?.busy_timeout_ms ?? 5000
+      },
+      audit: { checkpointEvery: checkpointEvery ?? file.audit?.checkpoint_every ?? DEFAULT_CHECKPOINT_EVERY }
+    }
+  })
