@@ -18,11 +18,13 @@ export const verifyStore = (
 ): Effect.Effect<VerifyReport, EventStoreError> =>
   Effect.gen(function* () {
     const verifier = new LogVerifier(options)
-    const { events: total } = yield* store.stats
+    // A snapshot of the log's extent: appends that land while verification runs are left for next time,
+    // so pass 1 and pass 2 see the same history.
+    const { events: total, lastPosition: end } = yield* store.stats
     let fromRevision = 0
     for (;;) {
       const page = yield* store.readStream(CHECKPOINT_STREAM, { fromRevision, maxCount: PAGE })
-      for (const e of page) verifier.addCheckpoint(e)
+      for (const e of page) if (e.position <= end) verifier.addCheckpoint(e)
       if (page.length < PAGE) break
       fromRevision = (page[page.length - 1]?.revision ?? 0) + 1
     }
@@ -30,11 +32,15 @@ export const verifyStore = (
     let done = 0
     for (;;) {
       const page = yield* store.readAll({ after, maxCount: PAGE, streamPrefix: STREAM_PREFIX })
-      for (const e of page) verifier.push(e)
-      done += page.length
+      let last: (typeof page)[number] | undefined
+      for (const e of page) {
+        if (e.position > end) break
+        verifier.push(e)
+        last = e
+        done++
+      }
       onProgress?.({ done, total })
-      const last = page[page.length - 1]
-      if (last === undefined || page.length < PAGE) break
+      if (last === undefined || page.length < PAGE || last.position >= end) break
       after = last.position
     }
     return verifier.finish()
