@@ -2,8 +2,10 @@
 import { Effect, Layer, Option } from "effect"
 import type { RecordedEvent } from "../../domain/envelope.js"
 import {
+  type AppendResult,
   EventStore,
   type EventStoreApi,
+  EventStoreError,
   expectationHolds,
   WrongExpectedRevision
 } from "../../application/ports/eventStore.js"
@@ -29,7 +31,7 @@ export const makeMemoryEventStore = (): EventStoreApi => {
   return {
     location: "memory",
     append: (stream, expected, events) =>
-      Effect.suspend(() => {
+      Effect.suspend((): Effect.Effect<AppendResult, WrongExpectedRevision | EventStoreError> => {
         const existing = streams.get(stream)
         const current = existing === undefined ? undefined : existing.length - 1
         const next = current === undefined ? 0 : current + 1
@@ -37,9 +39,18 @@ export const makeMemoryEventStore = (): EventStoreApi => {
         if (!fits) {
           return Effect.fail(new WrongExpectedRevision({ stream, expected, actual: current ?? "no_stream" }))
         }
-        if (events.some((e) => byId.has(e.eventId))) {
-          return Effect.fail(new WrongExpectedRevision({ stream, expected, actual: current ?? "no_stream" }))
+        // Like the durable stores: an event id is unique store-wide, also within the batch itself.
+        const batchIds = new Set<string>()
+        for (const e of events) {
+          if (byId.has(e.eventId) || batchIds.has(e.eventId)) {
+            const where = byId.has(e.eventId) ? "is already in the event store" : "appears twice in the batch"
+            return Effect.fail(
+              new EventStoreError({ kind: "invalid", message: `event ${e.eventId} ${where}; an event id can be appended only once` })
+            )
+          }
+          batchIds.add(e.eventId)
         }
+        if (events.length === 0) return Effect.succeed({ lastRevision: current ?? -1, lastPosition: existing?.at(-1)?.position ?? 0 })
         const list = existing ?? []
         for (const e of events) {
           const recorded: RecordedEvent = { ...e, stream, position: all.length + 1 }

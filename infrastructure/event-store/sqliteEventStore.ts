@@ -114,7 +114,9 @@ const openDatabase = (options: SqliteStoreOptions): Database.Database => {
       db.pragma("journal_mode = WAL")
       db.transaction(() => {
         db?.exec(SCHEMA_SQL)
-        const put = db?.prepare("INSERT INTO astrid_meta (key, value) VALUES (?, ?)")
+        // Two processes may both find the file new; the second one's IMMEDIATE transaction waits for the
+        // first and then finds the schema in place.
+        const put = db?.prepare("INSERT OR IGNORE INTO astrid_meta (key, value) VALUES (?, ?)")
         put?.run("format", FORMAT_NAME)
         put?.run("format_version", FORMAT_VERSION)
       }).immediate()
@@ -180,6 +182,20 @@ const makeApi = (db: Database.Database, options: SqliteStoreOptions): EventStore
     }
   )
 
+  /** Names the id that broke the event_id constraint: one already stored, or one the batch repeats. */
+  const duplicateIdError = (events: Parameters<EventStoreApi["append"]>[2]): EventStoreError => {
+    const batchIds = new Set<string>()
+    for (const e of events) {
+      const stored = byId.get(e.eventId) !== undefined
+      if (stored || batchIds.has(e.eventId)) {
+        const where = stored ? `is already in the event store ${path}` : "appears twice in the batch"
+        return new EventStoreError({ kind: "invalid", message: `event ${e.eventId} ${where}; an event id can be appended only once` })
+      }
+      batchIds.add(e.eventId)
+    }
+    return new EventStoreError({ kind: "invalid", message: `an event id of the batch is already in the event store ${path}; an event id can be appended only once` })
+  }
+
   const readAllSync = (after: number, maxCount: number, prefix: string | undefined): ReadonlyArray<RecordedEvent> =>
     ((prefix === undefined ? readAll.all(after, maxCount) : readAllPrefix.all(after, prefix, prefix, maxCount)) as Array<Row>).map(toRecorded)
 
@@ -189,7 +205,11 @@ const makeApi = (db: Database.Database, options: SqliteStoreOptions): EventStore
       if (readOnly) {
         return Effect.fail(new EventStoreError({ kind: "read_only", message: `the event store ${path} was opened read-only` }))
       }
-      return guard(() => appendTx.immediate(stream, expected, events)).pipe(
+      return Effect.try({
+        try: () => appendTx.immediate(stream, expected, events),
+        // The stream head is checked inside the transaction, so the only constraint left to break is event_id.
+        catch: (e) => (sqliteCode(e) === "SQLITE_CONSTRAINT_UNIQUE" ? duplicateIdError(events) : describeSqliteFailure(path, e))
+      }).pipe(
         Effect.flatMap((r) => (r instanceof WrongExpectedRevision ? Effect.fail(r) : Effect.succeed(r))),
         Effect.tap(() => Effect.sync(() => signal.notify()))
       )

@@ -6,11 +6,11 @@ export const FORMAT_NAME = "astrid-event-store"
 export const FORMAT_VERSION = "1"
 
 export const SCHEMA_SQL = `
-CREATE TABLE astrid_meta (
+CREATE TABLE IF NOT EXISTS astrid_meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 ) STRICT;
-CREATE TABLE events (
+CREATE TABLE IF NOT EXISTS events (
   global_position INTEGER PRIMARY KEY AUTOINCREMENT,
   stream_id       TEXT    NOT NULL,
   revision        INTEGER NOT NULL CHECK (revision >= 0),
