@@ -62,6 +62,8 @@ export const makeEventLog = (config: EventLogConfig) =>
     const store = yield* EventStore
     const crypto = yield* Crypto
     const ids = yield* Ids
+    // A KeyRing given to this layer is kept; one provided where `checkpoint` or `append` runs takes precedence.
+    const layerKeyRing = yield* Effect.serviceOption(KeyRing)
     const sinceCheckpoint = yield* Ref.make(0)
 
     const toUnchained = (drafts: ReadonlyArray<EventDraft>, nowMs: number): Effect.Effect<Array<UnchainedEvent>, EventEncodingError> =>
@@ -110,7 +112,7 @@ export const makeEventLog = (config: EventLogConfig) =>
     const checkpointer = makeCheckpointer(store, crypto, (stream, expected, events) => appendUnchained(stream, expected, events))
 
     const checkpoint = Effect.gen(function* () {
-      const keyRing = yield* Effect.serviceOption(KeyRing)
+      const keyRing = Option.orElse(yield* Effect.serviceOption(KeyRing), () => layerKeyRing)
       const now = yield* Clock.currentTimeMillis
       const outcome = yield* checkpointer.run(keyRing, now, ids.uuidv7)
       yield* Ref.set(sinceCheckpoint, 0)

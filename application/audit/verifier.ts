@@ -104,6 +104,9 @@ export class LogVerifier {
   addCheckpoint(e: RecordedEvent): void {
     this.checkpoints++
     const where = (detail: string): string => `checkpoint ${CHECKPOINT_STREAM}@${e.revision}: ${detail}`
+    const pass = this.checkpointPass
+    // The checkpoint chain follows stored hashes, so the next checkpoint's link is checked even when this body is unreadable.
+    this.checkpointPass = { lastRevision: e.revision, lastHash: e.hash, lastPosition: pass.lastPosition }
     let raw: unknown
     try {
       raw = JSON.parse(e.data)
@@ -118,17 +121,27 @@ export class LogVerifier {
     }
     const body = decoded.right
     const { signature: _signature, ...signed } = raw
+    let signingText: string
+    let root: string
+    try {
+      signingText = checkpointSigningText(signed)
+      root = merkleRoot(body.heads, this.options.blake3Hex)
+    } catch {
+      this.report("checkpoint_mismatch", CHECKPOINT_STREAM, e.revision, where("body has no canonical JSON form (e.g. a lone surrogate)"))
+      return
+    }
     const publicKey = this.options.trustedKeys.get(body.keyId)
+    let signatureHolds = false
     if (publicKey === undefined) {
       this.report("untrusted_key", CHECKPOINT_STREAM, e.revision, where(`signed by ${body.keyId}, which is not a trusted key`))
-    } else if (!this.options.verifyText(body.signature, checkpointSigningText(signed), publicKey)) {
+    } else if (!this.options.verifyText(body.signature, signingText, publicKey)) {
       this.report("bad_signature", CHECKPOINT_STREAM, e.revision, where(`signature does not verify under ${body.keyId}`))
+    } else {
+      signatureHolds = true
     }
-    const root = merkleRoot(body.heads, this.options.blake3Hex)
     if (root !== body.merkleRoot) {
       this.report("checkpoint_mismatch", CHECKPOINT_STREAM, e.revision, where(`Merkle root ${body.merkleRoot.slice(0, 12)}… does not match its heads (${root.slice(0, 12)}…)`))
     }
-    const pass = this.checkpointPass
     if (e.revision === pass.lastRevision + 1 && body.prevCheckpointHash !== pass.lastHash) {
       this.report(
         "checkpoint_mismatch",
@@ -140,9 +153,12 @@ export class LogVerifier {
     if (body.globalPosition < pass.lastPosition) {
       this.report("checkpoint_mismatch", CHECKPOINT_STREAM, e.revision, where(`covers position ${body.globalPosition}, behind its predecessor's ${pass.lastPosition}`))
     }
+    this.lastCheckpoint = { revision: e.revision, hash: e.hash, signedAt: body.signedAt, keyId: body.keyId }
+    // What a checkpoint says about other streams counts only under a trusted signature: anyone who can write the
+    // store can write a body, and an unsigned claim must not be reported against streams that are intact.
+    if (!signatureHolds) return
     this.checkpointPass = { lastRevision: e.revision, lastHash: e.hash, lastPosition: Math.max(pass.lastPosition, body.globalPosition) }
     this.coveredPosition = Math.max(this.coveredPosition, body.globalPosition)
-    this.lastCheckpoint = { revision: e.revision, hash: e.hash, signedAt: body.signedAt, keyId: body.keyId }
     for (const head of body.heads) {
       if (!this.inScope(head.stream)) continue
       let byRevision = this.pins.get(head.stream)
