@@ -2,6 +2,7 @@
 import { Schema } from "effect"
 
 export const ApprovalScope = Schema.Literal("once", "session", "workspace", "always")
+export type ApprovalScope = typeof ApprovalScope.Type
 
 export const ApprovalRequested = Schema.TaggedStruct("ApprovalRequested", {
   requestId: Schema.String,
@@ -27,18 +28,29 @@ export const ApprovalRefused = Schema.TaggedStruct("ApprovalRefused", {
 export const AllowanceGranted = Schema.TaggedStruct("AllowanceGranted", {
   allowanceId: Schema.String,
   scope: Schema.Literal("session", "workspace"),
+  principal: Schema.String,
   actionKind: Schema.String,
+  /** The resource URI (or, for commands, the exact command line) the allowance covers. */
   pattern: Schema.String,
   approvalEventId: Schema.String
 })
 
-/** A deferred action entered the queue (on the approvals stream). */
+/**
+ * A deferred action entered the queue (on the approvals stream). It carries everything needed to
+ * re-check the action when someone resolves it: the principal, workspace and the request itself.
+ */
 export const DeferredActionQueued = Schema.TaggedStruct("DeferredActionQueued", {
   requestId: Schema.String,
   sessionId: Schema.String,
   actionId: Schema.String,
+  principal: Schema.String,
+  workspace: Schema.String,
+  request: Schema.Unknown,
+  estimatedCostMicros: Schema.NonNegativeInt,
   priority: Schema.Int,
-  summary: Schema.String
+  summary: Schema.String,
+  risk: Schema.String,
+  reason: Schema.Literal("no_channel", "channel_unavailable", "timeout")
 })
 
 /** A queued action was resolved, once (I2). */
