@@ -6,10 +6,20 @@ import { Schema } from "effect"
 
 export const Micros = Schema.NonNegativeInt
 
+/** Which budget a stream's movements count against: a session stream's or a workspace stream's. */
+export const BudgetScope = Schema.Literal("session", "workspace")
+export type BudgetScope = typeof BudgetScope.Type
+
+/**
+ * `limitMicros` and `scope` record the limit the reservation was checked against, so an auditor can
+ * re-check I4 from the log alone. Optional only so that events written before they existed still decode.
+ */
 export const BudgetReserved = Schema.TaggedStruct("BudgetReserved", {
   reservationId: Schema.String,
   actionId: Schema.String,
-  amountMicros: Micros
+  amountMicros: Micros,
+  limitMicros: Schema.optionalWith(Micros, { exact: true }),
+  scope: Schema.optionalWith(BudgetScope, { exact: true })
 })
 
 export const BudgetCommitted = Schema.TaggedStruct("BudgetCommitted", {
@@ -17,9 +27,17 @@ export const BudgetCommitted = Schema.TaggedStruct("BudgetCommitted", {
   amountMicros: Micros
 })
 
+export const ReleaseReason = Schema.Literal("denied", "cancelled", "failed", "compensation", "actual_lower")
+export type ReleaseReason = typeof ReleaseReason.Type
+
+/**
+ * Closes a reservation, giving back what is left of it (`amountMicros`: all of it, or after a lower
+ * commit the difference). Optional only so that events written before it existed still decode.
+ */
 export const BudgetReleased = Schema.TaggedStruct("BudgetReleased", {
   reservationId: Schema.String,
-  reason: Schema.Literal("denied", "cancelled", "failed", "compensation", "actual_lower")
+  reason: ReleaseReason,
+  amountMicros: Schema.optionalWith(Micros, { exact: true })
 })
 
 /** Tokens a model call used and what they cost at the configured price. */

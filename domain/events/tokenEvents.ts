@@ -3,6 +3,11 @@ import { Schema } from "effect"
 import { Timestamp } from "../envelope.js"
 import { KeyId, SignatureHex } from "./auditEvents.js"
 
+/**
+ * A signed grant: `principal` may use `permissions` on resources matching the glob `resource` between
+ * `issuedAt` and `expiresAt`. `issuer` is the key id that signed it; the signature covers every other
+ * field (domain/security/capabilityToken.ts has the rules).
+ */
 export const CapabilityToken = Schema.Struct({
   tokenId: Schema.String,
   principal: Schema.String,
@@ -15,6 +20,7 @@ export const CapabilityToken = Schema.Struct({
   issuer: KeyId,
   signature: SignatureHex
 })
+export type CapabilityToken = typeof CapabilityToken.Type
 
 export const CapabilityTokenGranted = Schema.TaggedStruct("CapabilityTokenGranted", {
   token: CapabilityToken

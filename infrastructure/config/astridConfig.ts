@@ -56,29 +56,35 @@ const intFromEnv = (env: NodeJS.ProcessEnv, name: string): Either.Either<number 
     : Either.left(new ConfigError({ message: `${name}='${raw}' is not a non-negative integer; unset it or give a number` }))
 }
 
+/** Reads and decodes one TOML file with `schema`; a missing file decodes as `{}`. */
+export const readTomlFile = <A, I>(path: string, schema: Schema.Schema<A, I>): Effect.Effect<A, ConfigError> =>
+  Effect.gen(function* () {
+    let parsed: unknown = {}
+    if (existsSync(path)) {
+      const text = yield* Effect.try({
+        try: () => readFileSync(path, "utf8"),
+        catch: (e) => new ConfigError({ message: `cannot read ${path}: ${e instanceof Error ? e.message : String(e)}` })
+      })
+      parsed = yield* Effect.try({
+        try: () => parseToml(text),
+        catch: (e) => new ConfigError({ message: `${path} is not valid TOML: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}` })
+      })
+    }
+    const decoded = Schema.decodeUnknownEither(schema)(parsed)
+    if (Either.isLeft(decoded)) {
+      const detail = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
+        .map((i) => `${i.path.join(".")}: ${i.message}`)
+        .join("; ")
+      return yield* Effect.fail(new ConfigError({ message: `${path} has invalid settings: ${detail}` }))
+    }
+    return decoded.right
+  })
+
 export const loadConfig = (env: NodeJS.ProcessEnv): Effect.Effect<AstridConfig, ConfigError> =>
   Effect.gen(function* () {
     const home = resolveHome(env)
     const configPath = join(home, "config.toml")
-    let file: typeof FileConfig.Type = {}
-    if (existsSync(configPath)) {
-      const text = yield* Effect.try({
-        try: () => readFileSync(configPath, "utf8"),
-        catch: (e) => new ConfigError({ message: `cannot read ${configPath}: ${e instanceof Error ? e.message : String(e)}` })
-      })
-      const parsed = yield* Effect.try({
-        try: () => parseToml(text),
-        catch: (e) => new ConfigError({ message: `${configPath} is not valid TOML: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}` })
-      })
-      const decoded = Schema.decodeUnknownEither(FileConfig)(parsed)
-      if (Either.isLeft(decoded)) {
-        const detail = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
-          .map((i) => `${i.path.join(".")}: ${i.message}`)
-          .join("; ")
-        return yield* Effect.fail(new ConfigError({ message: `${configPath} has invalid settings: ${detail}` }))
-      }
-      file = decoded.right
-    }
+    const file = yield* readTomlFile(configPath, FileConfig)
     const checkpointEvery = yield* intFromEnv(env, "ASTRID_CHECKPOINT_EVERY")
     const busyTimeout = yield* intFromEnv(env, "ASTRID_BUSY_TIMEOUT_MS")
     const storePath = env["ASTRID_DB"] ?? file.event_store?.path ?? "astrid.db"

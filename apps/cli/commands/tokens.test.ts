@@ -1,0 +1,153 @@
+/**
+ * `astrid tokens list|show|revoke` handlers, run in-process against a real SQLite file in a temporary
+ * ASTRID_HOME (the commands are wired into main.ts separately; the bin's own tests cover wiring).
+ */
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest"
+import { Cause, Effect, Exit, Layer, Option } from "effect"
+import { rmSync } from "node:fs"
+import { join } from "node:path"
+import { EventLogLive } from "../../../application/eventLog.js"
+import { Crypto } from "../../../application/ports/crypto.js"
+import { EventStore } from "../../../application/ports/eventStore.js"
+import { KeyRing } from "../../../application/ports/keyRing.js"
+import { makeTokenService } from "../../../application/security/tokenService.js"
+import type { CapabilityToken } from "../../../domain/events/tokenEvents.js"
+import { makeCrypto } from "../../../infrastructure/crypto/cryptoLive.js"
+import { IdsLive } from "../../../infrastructure/crypto/uuidv7.js"
+import { openSqliteEventStore } from "../../../infrastructure/event-store/sqliteEventStore.js"
+import { generateKey, loadKeyRing } from "../../../infrastructure/keys/keyFiles.js"
+import { tempHome } from "../../../test/seedStore.js"
+import { CliError } from "../cliError.js"
+import { currentPrincipal, list, revoke, show } from "./tokens.js"
+
+const homes: Array<string> = []
+afterAll(() => {
+  for (const h of homes) rmSync(h, { recursive: true, force: true })
+})
+
+let output = ""
+// The CLI's config captured the process.env object itself, so keys are restored on it, never replaced.
+const ENV_KEYS = ["ASTRID_HOME", "ASTRID_PRINCIPAL", "NO_COLOR"] as const
+const savedEnv = new Map(ENV_KEYS.map((k) => [k, process.env[k]]))
+beforeEach(() => {
+  output = ""
+  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+    output += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk)
+    return true
+  })
+})
+afterEach(() => {
+  vi.restoreAllMocks()
+  for (const [k, v] of savedEnv) {
+    if (v === undefined) delete process.env[k]
+    else process.env[k] = v
+  }
+})
+
+/** A home with a runtime key and tokens minted for ada (two) and bob (one). */
+const seeded = async (): Promise<{ home: string; ada: ReadonlyArray<CapabilityToken>; bob: CapabilityToken }> => {
+  const home = tempHome()
+  homes.push(home)
+  process.env["ASTRID_HOME"] = home
+  process.env["ASTRID_PRINCIPAL"] = "ada"
+  process.env["NO_COLOR"] = "1"
+  return Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function* () {
+        yield* Effect.orDie(generateKey(home, false, Date.now()))
+        const keyRing = yield* Effect.orDie(loadKeyRing(home))
+        const store = yield* Effect.acquireRelease(Effect.orDie(openSqliteEventStore({ path: join(home, "astrid.db"), mode: "write" })), (s) =>
+          Effect.sync(() => s.close())
+        )
+        const crypto = yield* Effect.promise(makeCrypto)
+        const base = Layer.mergeAll(Layer.succeed(EventStore, store.api), Layer.succeed(Crypto, crypto), IdsLive, Layer.succeed(KeyRing, keyRing))
+        const tokens = yield* makeTokenService().pipe(Effect.provide(Layer.provideMerge(EventLogLive({ checkpointEvery: 0 }), base)))
+        const request = { approvalEventId: "01a2120a-61c0-7000-8000-0000000000aa", permissions: ["read", "write"] as const }
+        const a1 = yield* Effect.orDie(tokens.mint({ ...request, principal: "ada", resource: "file:///home/ada/project/**" }))
+        const a2 = yield* Effect.orDie(tokens.mint({ ...request, principal: "ada", resource: "exec://cargo", permissions: ["execute"], singleUse: true }))
+        const b1 = yield* Effect.orDie(tokens.mint({ ...request, principal: "bob", resource: "mcp://fs:*", permissions: ["invoke"] }))
+        return { home, ada: [a1, a2], bob: b1 }
+      })
+    )
+  )
+}
+
+const cliFailure = async (effect: Effect.Effect<unknown, CliError>): Promise<CliError> => {
+  const exit = await Effect.runPromiseExit(effect)
+  if (Exit.isSuccess(exit)) throw new Error("expected the command to fail")
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isNone(failure)) throw new Error(`expected a CliError, got ${Cause.pretty(exit.cause)}`)
+  return failure.value
+}
+
+const parsed = (): unknown => JSON.parse(output)
+
+describe("astrid tokens", () => {
+  it("list shows the current principal's tokens (ASTRID_PRINCIPAL), or another's with --principal", async () => {
+    const { ada, bob } = await seeded()
+    await Effect.runPromise(list({ json: false }))
+    expect(output).toContain(ada[0]?.tokenId)
+    expect(output).toContain(ada[1]?.tokenId)
+    expect(output).not.toContain(bob.tokenId)
+    expect(output).toMatch(/TOKEN\s+STATUS\s+PERMISSIONS\s+RESOURCE\s+EXPIRES\s+USE/)
+    expect(output).toContain("single-use")
+    output = ""
+    await Effect.runPromise(list({ principal: "bob", json: true }))
+    expect(parsed()).toEqual([expect.objectContaining({ tokenId: bob.tokenId, principal: "bob", status: "active", resource: "mcp://fs:*", used: null, revoked: null })])
+  })
+
+  it("list says so when a principal has no tokens, and when there is no store yet", async () => {
+    await seeded()
+    await Effect.runPromise(list({ principal: "carol", json: false }))
+    expect(output.trim()).toBe("no capability tokens for principal 'carol'")
+    const empty = tempHome()
+    homes.push(empty)
+    process.env["ASTRID_HOME"] = empty
+    output = ""
+    await Effect.runPromise(list({ json: true }))
+    expect(parsed()).toEqual([])
+  })
+
+  it("show prints one token in full, as text and JSON", async () => {
+    const { ada } = await seeded()
+    const id = ada[0]?.tokenId ?? ""
+    await Effect.runPromise(show({ tokenId: id, json: false }))
+    expect(output).toMatch(new RegExp(`^token\\s+${id}$`, "m"))
+    expect(output).toMatch(/^status\s+active$/m)
+    expect(output).toMatch(/^resource\s+file:\/\/\/home\/ada\/project\/\*\*$/m)
+    output = ""
+    await Effect.runPromise(show({ tokenId: id, json: true }))
+    expect(parsed()).toMatchObject({ tokenId: id, status: "active", stream: "astrid-principal-ada", hash: expect.stringMatching(/^[0-9a-f]{64}$/) })
+  })
+
+  it("show of an unknown token is a one-line usage error (exit 2)", async () => {
+    await seeded()
+    const error = await cliFailure(show({ tokenId: "nope", json: false }))
+    expect(error.exitCode).toBe(2)
+    expect(error.message).toMatch(/^no capability token nope in .*astrid\.db; 'astrid tokens list' shows the tokens there are$/)
+    expect(error.message).not.toContain("\n")
+  })
+
+  it("revoke records who revoked and why; the token is revoked from then on; a second revoke is an error", async () => {
+    const { ada } = await seeded()
+    const id = ada[1]?.tokenId ?? ""
+    await Effect.runPromise(revoke({ tokenId: id, reason: "no longer needed", json: true }))
+    expect(parsed()).toMatchObject({ tokenId: id, status: "revoked", revoked: { by: "ada", reason: "no longer needed" } })
+    output = ""
+    await Effect.runPromise(show({ tokenId: id, json: false }))
+    expect(output).toMatch(/^status\s+revoked/m)
+    expect(output).toMatch(/^revoked by\s+ada: no longer needed/m)
+    const again = await cliFailure(revoke({ tokenId: id, json: false }))
+    expect(again.exitCode).toBe(2)
+    expect(again.message).toContain("already revoked")
+    const unknown = await cliFailure(revoke({ tokenId: "nope", json: false }))
+    expect(unknown.message).toContain("no capability token nope")
+  })
+
+  it("the principal defaults to ASTRID_PRINCIPAL, else the OS user name", () => {
+    process.env["ASTRID_PRINCIPAL"] = "zed"
+    expect(currentPrincipal()).toBe("zed")
+    delete process.env["ASTRID_PRINCIPAL"]
+    expect(currentPrincipal()).toMatch(/\S/)
+  })
+})
