@@ -17,6 +17,9 @@ const streamFilter = Options.text("stream").pipe(
 const audit = () => import("./commands/audit.js")
 const keys = () => import("./commands/keys.js")
 const demo = () => import("./commands/demo.js")
+const tokens = () => import("./commands/tokens.js")
+const approvals = () => import("./commands/approvals.js")
+const projections = () => import("./commands/projections.js")
 
 const keysGenerate = Command.make(
   "generate",
@@ -92,6 +95,73 @@ const auditCommand = Command.make("audit").pipe(
   Command.withSubcommands([auditList, auditShow, auditVerify, auditStats, auditExport, auditCheckpoint])
 )
 
+const tokensList = Command.make(
+  "list",
+  { principal: Options.text("principal").pipe(Options.withDescription("whose tokens (default: $ASTRID_PRINCIPAL or your user name)"), Options.optional), json },
+  (a) => Effect.promise(tokens).pipe(Effect.flatMap((m) => m.list({ principal: Option.getOrUndefined(a.principal), json: a.json })))
+).pipe(Command.withDescription("capability tokens of a principal, with their standing now"))
+
+const tokensShow = Command.make("show", { tokenId: Args.text({ name: "tokenId" }), json }, (a) => Effect.promise(tokens).pipe(Effect.flatMap((m) => m.show(a)))).pipe(
+  Command.withDescription("one token in full: scope, expiry, the approval that created it, uses, revocation")
+)
+
+const tokensRevoke = Command.make(
+  "revoke",
+  { tokenId: Args.text({ name: "tokenId" }), reason: Options.text("reason").pipe(Options.withDescription("why, recorded in the revocation event"), Options.optional), json },
+  (a) => Effect.promise(tokens).pipe(Effect.flatMap((m) => m.revoke({ tokenId: a.tokenId, reason: Option.getOrUndefined(a.reason), json: a.json })))
+).pipe(Command.withDescription("revoke a token for good (an event on the principal's stream)"))
+
+const tokensCommand = Command.make("tokens").pipe(
+  Command.withDescription("signed capability tokens (Allow Always answers and grants)"),
+  Command.withSubcommands([tokensList, tokensShow, tokensRevoke])
+)
+
+const approvalsList = Command.make("list", { json }, (a) => Effect.promise(approvals).pipe(Effect.flatMap((m) => m.list(a)))).pipe(
+  Command.withDescription("your deferred actions, highest priority first")
+)
+
+const approvalsApprove = Command.make(
+  "approve",
+  {
+    id: Args.text({ name: "requestId" }),
+    scope: Options.choice("scope", ["once", "session", "workspace", "always"]).pipe(
+      Options.withDescription("once; the rest of the session; the workspace; or always (a 1 h token)"),
+      Options.withDefault("once" as const)
+    ),
+    json
+  },
+  (a) => Effect.promise(approvals).pipe(Effect.flatMap((m) => m.approve(a)))
+).pipe(Command.withDescription("approve a deferred action; policy and budget are checked again first"))
+
+const approvalsDeny = Command.make(
+  "deny",
+  { id: Args.text({ name: "requestId" }), reason: Options.text("reason").pipe(Options.withDescription("why, recorded with the denial"), Options.optional), json },
+  (a) => Effect.promise(approvals).pipe(Effect.flatMap((m) => m.deny({ id: a.id, reason: Option.getOrNull(a.reason), json: a.json })))
+).pipe(Command.withDescription("deny a deferred action"))
+
+const approvalsCommand = Command.make("approvals").pipe(
+  Command.withDescription("the queue of actions deferred because nobody could be asked"),
+  Command.withSubcommands([approvalsList, approvalsApprove, approvalsDeny])
+)
+
+const projectionsRebuild = Command.make(
+  "rebuild",
+  {
+    names: Args.text({ name: "name" }).pipe(Args.withDescription("a view to rebuild: budgets, tokens or pending-approvals (repeatable; none rebuilds all)"), Args.repeated),
+    json
+  },
+  (a) => Effect.promise(projections).pipe(Effect.flatMap((m) => m.rebuild(a)))
+).pipe(Command.withDescription("drop views and replay the whole event log into them"))
+
+const projectionsStatus = Command.make("status", { json }, (a) => Effect.promise(projections).pipe(Effect.flatMap((m) => m.status(a)))).pipe(
+  Command.withDescription("how far each view has read the log, and its rows")
+)
+
+const projectionsCommand = Command.make("projections").pipe(
+  Command.withDescription("the read models (views) built from the event log"),
+  Command.withSubcommands([projectionsRebuild, projectionsStatus])
+)
+
 const demoCommand = Command.make(
   "demo",
   { keep: Options.boolean("keep").pipe(Options.withDescription("keep the demo's temporary ASTRID_HOME and print its path")) },
@@ -100,7 +170,7 @@ const demoCommand = Command.make(
 
 const root = Command.make("astrid").pipe(
   Command.withDescription("Astrid: a secure runtime for AI agents. Every action is an event; every event is chained and provable."),
-  Command.withSubcommands([auditCommand, keysCommand, demoCommand])
+  Command.withSubcommands([auditCommand, keysCommand, tokensCommand, approvalsCommand, projectionsCommand, demoCommand])
 )
 
 const cli = Command.run(root, { name: "astrid", version: VERSION })

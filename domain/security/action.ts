@@ -65,4 +65,15 @@ export interface ClassifiedAction {
   readonly insideWorkspace: boolean | null
   /** Kinds that always need a human (financial, access control, capability grant). */
   readonly alwaysAsk: boolean
+  /**
+   * For file kinds (file_read/write/delete, capsule_file): the canonical absolute path the policy checks
+   * against denied and allowed paths. Absent for other kinds.
+   */
+  readonly path?: string
+  /**
+   * For network kinds (network_request, capsule_http, data_transmission): the lower-case host the policy
+   * checks against denied and allowed hosts. Absent when the target has no recognisable host, which the
+   * policy refuses.
+   */
+  readonly host?: string
 }

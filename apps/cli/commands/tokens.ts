@@ -1,7 +1,6 @@
 /** `astrid tokens list|show|revoke`: the capability tokens recorded on the principals' streams. */
 import { Effect, Either, Layer, Option } from "effect"
 import { existsSync } from "node:fs"
-import { userInfo } from "node:os"
 import { Crypto } from "../../../application/ports/crypto.js"
 import { EventLog } from "../../../application/eventLog.js"
 import { EventStore } from "../../../application/ports/eventStore.js"
@@ -12,15 +11,11 @@ import { uuidv7 } from "../../../infrastructure/crypto/uuidv7.js"
 import type { OpenMode } from "../../../infrastructure/event-store/sqliteEventStore.js"
 import { loadKeyRing, localTrustedKeys } from "../../../infrastructure/keys/keyFiles.js"
 import { asCli, usageError } from "../cliError.js"
+import { currentPrincipal } from "../principal.js"
 import { dim, green, printJson, printLines, red, table } from "../output.js"
 import { config, crypto, eventLogFor, openStore, withKeyRing } from "../runtime.js"
 
-/** Who runs the command: $ASTRID_PRINCIPAL, else the OS user name. */
-export const currentPrincipal = (): string => {
-  const fromEnv = process.env["ASTRID_PRINCIPAL"]
-  if (fromEnv !== undefined && fromEnv !== "") return fromEnv
-  return userInfo().username
-}
+export { currentPrincipal }
 
 /** A TokenService over the configured store, trusting the local runtime keys (current and retired). */
 const tokenService = (cfg: AstridConfig, mode: OpenMode) =>

@@ -1,0 +1,104 @@
+/**
+ * `astrid approvals list|approve|deny`: the deferred-approval queue. Approving re-runs policy and budget
+ * for the action's own workspace before it is allowed (I2); only the principal who proposed an action
+ * can see or resolve it (I7).
+ */
+import { Effect } from "effect"
+import type { Decision } from "../../../application/security/securityInterceptor.js"
+import type { QueuedAction } from "../../../domain/security/deferral.js"
+import { asCli, usageError } from "../cliError.js"
+import { dim, green, printJson, printLines, red, table } from "../output.js"
+import { currentPrincipal } from "../principal.js"
+import { config } from "../runtime.js"
+import { securityFor } from "../securityRuntime.js"
+
+const entryJson = (q: QueuedAction) => ({
+  requestId: q.requestId,
+  sessionId: q.sessionId,
+  actionId: q.actionId,
+  principal: q.principal,
+  workspace: q.workspace,
+  summary: q.summary,
+  risk: q.risk,
+  priority: q.priority,
+  reason: q.reason,
+  queuedAt: q.queuedAt,
+  estimatedCostMicros: q.estimatedCostMicros,
+  request: q.request
+})
+
+const pending = (cfg: Effect.Effect.Success<typeof config>) =>
+  Effect.gen(function* () {
+    const { interceptor } = yield* securityFor(cfg, null)
+    return yield* asCli(interceptor.pendingFor(currentPrincipal()))
+  })
+
+export const list = (args: { readonly json: boolean }) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const cfg = yield* config
+      const entries = yield* pending(cfg)
+      if (args.json) return yield* printJson(entries.map(entryJson))
+      if (entries.length === 0) return yield* printLines(`no deferred actions for ${currentPrincipal()}`)
+      yield* printLines(
+        ...table(
+          ["REQUEST", "PRIORITY", "RISK", "SESSION", "QUEUED AT", "ACTION"],
+          entries.map((q) => [q.requestId, String(q.priority), q.risk, q.sessionId, q.queuedAt, q.summary])
+        ),
+        dim("approve with: astrid approvals approve REQUEST [--scope once|session|workspace|always]")
+      )
+    })
+  )
+
+/** An id or a unique prefix of one (ids are long; the first characters usually suffice). */
+const findEntry = (entries: ReadonlyArray<QueuedAction>, id: string) =>
+  Effect.gen(function* () {
+    const matches = entries.filter((q) => q.requestId === id || q.requestId.startsWith(id))
+    const exact = matches.find((q) => q.requestId === id)
+    if (exact !== undefined) return exact
+    const [only, ...more] = matches
+    if (only === undefined) {
+      return yield* Effect.fail(usageError(`no deferred action ${id} for ${currentPrincipal()}; 'astrid approvals list' shows yours`))
+    }
+    if (more.length > 0) return yield* Effect.fail(usageError(`'${id}' matches ${matches.length} deferred actions; give more of the id`))
+    return only
+  })
+
+const describe = (d: Decision): ReadonlyArray<string> => {
+  switch (d._tag) {
+    case "Allowed":
+      return [green(`allowed: ${d.action.summary} (${d.proof})`), dim("a worker (or the session, when it resumes) runs it")]
+    case "Denied":
+      return [red(`denied at the ${d.stage} stage: ${d.reason}`), ...(d.remedy === null ? [] : [dim(d.remedy)])]
+    case "Deferred":
+      return [`deferred again (${d.reason})`]
+  }
+}
+
+const resolve = (id: string, answer: { readonly _tag: "Approve"; readonly scope: "once" | "session" | "workspace" | "always" } | { readonly _tag: "Deny"; readonly reason: string | null }, json: boolean) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const cfg = yield* config
+      const entry = yield* findEntry(yield* pending(cfg), id)
+      // Settings of the action's own workspace, so its config can tighten the re-check.
+      const { interceptor } = yield* securityFor(cfg, entry.workspace)
+      const principal = currentPrincipal()
+      const decision = yield* asCli(interceptor.resolveDeferred({ requestId: entry.requestId, principal, resolver: principal, answer }))
+      if (json) {
+        return yield* printJson({
+          requestId: entry.requestId,
+          actionId: decision.actionId,
+          decision: decision._tag,
+          ...(decision._tag === "Denied" ? { stage: decision.stage, reason: decision.reason } : {}),
+          ...(decision._tag === "Allowed" ? { proof: decision.proof } : {})
+        })
+      }
+      yield* printLines(`${entry.requestId}: ${entry.summary}`, ...describe(decision))
+    })
+  )
+
+export const approve = (args: { readonly id: string; readonly scope: "once" | "session" | "workspace" | "always"; readonly json: boolean }) =>
+  resolve(args.id, { _tag: "Approve", scope: args.scope }, args.json)
+
+export const deny = (args: { readonly id: string; readonly reason: string | null; readonly json: boolean }) =>
+  resolve(args.id, { _tag: "Deny", reason: args.reason }, args.json)

@@ -1,0 +1,295 @@
+/**
+ * Action classification: turns a proposed `ActionRequest` into what the rest of the security flow reasons
+ * about: a resource URI (what tokens and allowances match), the permission it needs, a risk level and a
+ * one-line summary for the approver, and whether a file action stays inside the workspace.
+ *
+ * Resource URIs:
+ *   file_read / file_write / file_delete   file:///canonical/path
+ *   command_exec                           exec://program        (the first program the line runs)
+ *   network_request                        net://host[:port]/path
+ *   data_transmission                      net://host[:port]/path (or net://destination if it is not a URL)
+ *   mcp_tool_call                          mcp://server:tool
+ *   capsule_http / _file / _process        capsule://id:http, capsule://id:file, capsule://id:process
+ *   financial_transaction                  fin://counterparty
+ *   access_control_change                  acl://target
+ *   capability_grant                       grant://resource
+ *   subagent_spawn                         agent://spawn
+ *
+ * Risk, shown to the approver (the policy and the workspace boundary decide; risk only informs):
+ *   kind                      inside workspace   outside    permission
+ *   file_read                 low                medium     read
+ *   file_write                medium             high       write
+ *   file_delete               high               high       delete
+ *   capsule_file              as file_read / file_write     read / write
+ *   command_exec              high, critical when the line runs a privilege or disk-wiping program
+ *                             (sudo, su, doas, pkexec, run0, mkfs*, dd, shred, wipefs, fdisk, parted,
+ *                             shutdown/reboot/halt/poweroff/init), `rm` with both -r and -f,
+ *                             chmod/chown/chgrp -R, a program computed at run time, or does not parse
+ *                                                                   execute
+ *   capsule_process           as command_exec                       execute
+ *   network_request           medium                                connect
+ *   capsule_http              medium                                connect
+ *   data_transmission         high (data leaves the machine)        transmit
+ *   mcp_tool_call             medium                                invoke
+ *   subagent_spawn            medium                                spawn
+ *   financial_transaction     critical, always asks a human         transact
+ *   access_control_change     critical, always asks a human         admin
+ *   capability_grant          critical, always asks a human         grant
+ *
+ * The domain does no I/O: the caller resolves file paths (realpath, PathResolver) and passes the canonical
+ * path and the canonical workspace root. Without a canonical path the path is joined to the root as written
+ * (`..` included, so the policy refuses it) and counted as outside the workspace.
+ */
+import type { ActionRequest, ClassifiedAction, Permission, Risk } from "./action.js"
+import { parseCommandLine, type CommandLine } from "./commandLine.js"
+
+export interface ClassifyContext {
+  /** Canonical (realpath'd) workspace root. */
+  readonly workspaceRoot: string
+  /** Canonical form of the request's path, for the kinds that have one. */
+  readonly canonicalPath?: string
+}
+
+export const classify = (request: ActionRequest, ctx: ClassifyContext): ClassifiedAction => {
+  const base = { request, kind: request._tag, insideWorkspace: null, alwaysAsk: false } as const
+  switch (request._tag) {
+    case "file_read":
+    case "file_write":
+    case "file_delete": {
+      const file = fileTarget(request.path, ctx)
+      const risk: Risk =
+        request._tag === "file_read" ? (file.inside ? "low" : "medium") : request._tag === "file_write" ? (file.inside ? "medium" : "high") : "high"
+      const permission: Permission = request._tag === "file_read" ? "read" : request._tag === "file_write" ? "write" : "delete"
+      const verb = request._tag === "file_read" ? "read" : request._tag === "file_write" ? "write" : "delete"
+      const size = request._tag === "file_write" && request.bytes !== undefined ? ` (${request.bytes} bytes)` : ""
+      return {
+        ...base,
+        resource: `file://${file.path}`,
+        permission,
+        risk,
+        summary: `${verb} ${show(file.path)}${size}${file.inside ? "" : " (outside the workspace)"}`,
+        insideWorkspace: file.inside,
+        path: file.path
+      }
+    }
+    case "command_exec": {
+      const exec = execTarget(request.command)
+      const cwd = request.cwd === undefined ? "" : ` (in ${show(request.cwd)})`
+      return { ...base, resource: `exec://${exec.program}`, permission: "execute", risk: exec.risk, summary: `run: ${show(request.command)}${cwd}` }
+    }
+    case "network_request": {
+      const net = netTarget(request.url)
+      return {
+        ...base,
+        resource: net.resource,
+        permission: "connect",
+        risk: "medium",
+        summary: `${show(request.method.toUpperCase())} ${show(request.url)}`,
+        ...(net.host === null ? {} : { host: net.host })
+      }
+    }
+    case "data_transmission": {
+      const net = netTarget(request.destination)
+      return {
+        ...base,
+        resource: net.resource,
+        permission: "transmit",
+        risk: "high",
+        summary: `send ${request.bytes} bytes to ${show(request.destination)}`,
+        ...(net.host === null ? {} : { host: net.host })
+      }
+    }
+    case "mcp_tool_call":
+      return {
+        ...base,
+        resource: `mcp://${request.server}:${request.tool}`,
+        permission: "invoke",
+        risk: "medium",
+        summary: `call MCP tool ${show(request.tool)} on server ${show(request.server)}`
+      }
+    case "capsule_http": {
+      const net = netTarget(request.url)
+      return {
+        ...base,
+        resource: `capsule://${request.capsule}:http`,
+        permission: "connect",
+        risk: "medium",
+        summary: `capsule ${show(request.capsule)}: ${show(request.method.toUpperCase())} ${show(request.url)}`,
+        ...(net.host === null ? {} : { host: net.host })
+      }
+    }
+    case "capsule_file": {
+      const file = fileTarget(request.path, ctx)
+      const risk: Risk = request.write ? (file.inside ? "medium" : "high") : file.inside ? "low" : "medium"
+      return {
+        ...base,
+        resource: `capsule://${request.capsule}:file`,
+        permission: request.write ? "write" : "read",
+        risk,
+        summary: `capsule ${show(request.capsule)}: ${request.write ? "write" : "read"} ${show(file.path)}${file.inside ? "" : " (outside the workspace)"}`,
+        insideWorkspace: file.inside,
+        path: file.path
+      }
+    }
+    case "capsule_process": {
+      const exec = execTarget(request.command)
+      return {
+        ...base,
+        resource: `capsule://${request.capsule}:process`,
+        permission: "execute",
+        risk: exec.risk,
+        summary: `capsule ${show(request.capsule)}: run ${show(request.command)}`
+      }
+    }
+    case "financial_transaction":
+      return {
+        ...base,
+        resource: `fin://${request.counterparty}`,
+        permission: "transact",
+        risk: "critical",
+        alwaysAsk: true,
+        summary: `pay ${formatMicros(request.amountMicros)} ${show(request.currency)} to ${show(request.counterparty)}`
+      }
+    case "access_control_change":
+      return {
+        ...base,
+        resource: `acl://${request.target}`,
+        permission: "admin",
+        risk: "critical",
+        alwaysAsk: true,
+        summary: `change access control of ${show(request.target)}: ${show(request.change)}`
+      }
+    case "capability_grant":
+      return {
+        ...base,
+        resource: `grant://${request.resource}`,
+        permission: "grant",
+        risk: "critical",
+        alwaysAsk: true,
+        summary: `grant ${show(request.permissions.join(", ") || "no permissions")} on ${show(request.resource)}`
+      }
+    case "subagent_spawn":
+      return { ...base, resource: "agent://spawn", permission: "spawn", risk: "medium", summary: `spawn a sub-agent: ${show(request.task)}` }
+  }
+}
+
+const stripTrailingSlash = (p: string): string => (p.length > 1 ? p.replace(/\/+$/, "") : p)
+
+/** Is the canonical `path` the root or below it? */
+export const isInside = (root: string, path: string): boolean => {
+  const r = stripTrailingSlash(root)
+  return path === r || path.startsWith(r === "/" ? "/" : `${r}/`)
+}
+
+const isCanonical = (p: string): boolean => p.startsWith("/") && (p === "/" || !p.slice(1).split("/").some((s) => s === "" || s === "." || s === ".."))
+
+const fileTarget = (requested: string, ctx: ClassifyContext): { path: string; inside: boolean } => {
+  if (ctx.canonicalPath !== undefined) {
+    const path = ctx.canonicalPath
+    return { path, inside: isCanonical(path) && isCanonical(stripTrailingSlash(ctx.workspaceRoot)) && isInside(ctx.workspaceRoot, path) }
+  }
+  // Not resolved by the caller: keep it as written so that `..` stays visible to the policy, and never call it inside.
+  const path = requested.startsWith("/") ? requested : `${stripTrailingSlash(ctx.workspaceRoot)}/${requested}`
+  return { path, inside: false }
+}
+
+// Programs whose mere presence makes a command line critical: they change privileges, wipe disks or stop
+// the machine.
+const CRITICAL_PROGRAMS = new Set([
+  "sudo",
+  "su",
+  "doas",
+  "pkexec",
+  "run0",
+  "dd",
+  "shred",
+  "wipefs",
+  "fdisk",
+  "sfdisk",
+  "parted",
+  "shutdown",
+  "reboot",
+  "halt",
+  "poweroff",
+  "init"
+])
+
+const shortFlags = (argv: ReadonlyArray<string>): Set<string> => {
+  const flags = new Set<string>()
+  for (const a of argv) {
+    if (a === "--") break
+    if (a.startsWith("--")) flags.add(a)
+    else if (a.startsWith("-")) for (const ch of a.slice(1)) flags.add(`-${ch}`)
+  }
+  return flags
+}
+
+const isCriticalCommand = (program: string, argv: ReadonlyArray<string>): boolean => {
+  const p = program.toLowerCase()
+  if (CRITICAL_PROGRAMS.has(p) || p === "mkfs" || p.startsWith("mkfs.")) return true
+  const flags = shortFlags(argv)
+  if (p === "rm") return (flags.has("-r") || flags.has("-R") || flags.has("--recursive")) && (flags.has("-f") || flags.has("--force"))
+  if (p === "chmod" || p === "chown" || p === "chgrp") return flags.has("-R") || flags.has("--recursive")
+  return false
+}
+
+const execTarget = (command: string): { program: string; risk: Risk; parsed: CommandLine } => {
+  const parsed = parseCommandLine(command)
+  if (parsed._tag === "Unparseable") return { program: "(unparseable)", risk: "critical", parsed }
+  const first = parsed.commands[0]
+  const critical = parsed.commands.some((c) => c.dynamic || isCriticalCommand(c.program, c.argv) || c.wrappers.some((w) => CRITICAL_PROGRAMS.has(w.toLowerCase())))
+  return { program: first === undefined ? "(none)" : first.program, risk: critical ? "critical" : "high", parsed }
+}
+
+const normalizeHost = (host: string): string => host.toLowerCase().replace(/\.$/, "")
+
+/** `net://host[:port]/path` for a URL; hosts are lower-cased (IDNs in punycode) by the WHATWG URL parser. */
+const netTarget = (target: string): { resource: string; host: string | null } => {
+  const url = parseUrl(target) ?? parseUrl(`net://${target}`)
+  // A percent-escape survives in the host of a non-special scheme ("git://ex%61mple.com"); what a client
+  // would connect to is then unclear, so no host is reported and the policy refuses the action.
+  if (url === null || url.hostname === "" || url.hostname.includes("%")) return { resource: `net://${target}`, host: null }
+  const host = normalizeHost(url.hostname)
+  const port = url.port === "" ? "" : `:${url.port}`
+  const path = url.pathname === "" ? "/" : url.pathname
+  return { resource: `net://${host}${port}${path}`, host }
+}
+
+const parseUrl = (s: string): URL | null => {
+  // Only absolute URLs with an authority: "localhost:8080" must not read as scheme "localhost".
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(s)) return null
+  try {
+    return new URL(s)
+  } catch {
+    return null
+  }
+}
+
+const formatMicros = (micros: number): string => {
+  const whole = Math.floor(micros / 1_000_000)
+  const frac = String(micros % 1_000_000).padStart(6, "0").replace(/0{1,4}$/, "")
+  return `${whole}.${frac.length < 2 ? frac.padEnd(2, "0") : frac}`
+}
+
+const SUMMARY_FIELD_MAX = 300
+
+/**
+ * Makes untrusted text safe to show on one line: control characters, line breaks and bidirectional
+ * overrides are shown as escapes (so a command cannot hide a second line or reorder what the approver
+ * reads), and long text is cut with a visible count of what was left out.
+ */
+export const show = (text: string): string => {
+  let out = ""
+  for (const ch of text) {
+    const code = ch.codePointAt(0) ?? 0
+    if (ch === "\n") out += "\\n"
+    else if (ch === "\r") out += "\\r"
+    else if (ch === "\t") out += "\\t"
+    else if (code < 0x20 || code === 0x7f || (code >= 0x80 && code < 0xa0)) out += `\\x${code.toString(16).padStart(2, "0")}`
+    else if ((code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069) || code === 0x200e || code === 0x200f || code === 0x061c)
+      out += `\\u{${code.toString(16)}}`
+    else out += ch
+  }
+  if (out.length <= SUMMARY_FIELD_MAX) return out
+  return `${out.slice(0, SUMMARY_FIELD_MAX)}… (+${out.length - SUMMARY_FIELD_MAX} more characters)`
+}
