@@ -80,6 +80,9 @@ describe("astrid approvals", () => {
     if (!Array.isArray(tokens)) throw new Error("expected a list")
     expect(tokens).toHaveLength(1)
     expect(tokens[0]).toMatchObject({ resource: "file:///tmp/astrid-cli-approvals.txt", status: "active" })
+    // Another principal can neither see nor revoke it (I7).
+    expect(astrid(home, "mallory", ["tokens", "show", String(tokens[0].tokenId)]).code).toBe(2)
+    expect(astrid(home, "mallory", ["tokens", "revoke", String(tokens[0].tokenId)]).code).toBe(2)
     const revoked = astrid(home, "alice", ["tokens", "revoke", String(tokens[0].tokenId), "--reason", "done", "--json"])
     expect(revoked.code).toBe(0)
     expect(parse(astrid(home, "alice", ["tokens", "show", String(tokens[0].tokenId), "--json"]).stdout)).toMatchObject({ status: "revoked" })

@@ -87,7 +87,8 @@ export const show = (args: { readonly tokenId: string; readonly json: boolean })
       const cfg = yield* config
       if (!existsSync(cfg.eventStore.path)) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
       const found = yield* asCli((yield* tokenService(cfg, "read")).get(args.tokenId))
-      if (Option.isNone(found)) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
+      // Another principal's token is reported exactly like a missing one (I7).
+      if (Option.isNone(found) || found.value.token.principal !== currentPrincipal()) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
       if (args.json) return yield* printJson(recordJson(found.value))
       yield* printLines(...detailLines(found.value))
     })
@@ -99,6 +100,8 @@ export const revoke = (args: { readonly tokenId: string; readonly reason?: strin
       const cfg = yield* config
       if (!existsSync(cfg.eventStore.path)) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
       const service = yield* tokenService(cfg, "write")
+      const existing = yield* asCli(service.get(args.tokenId))
+      if (Option.isNone(existing) || existing.value.token.principal !== currentPrincipal()) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
       // The key only signs an automatic checkpoint the revocation may trigger; revoking works without one.
       const keyRing = Either.getOrUndefined(yield* Effect.either(loadKeyRing(cfg.home)))
       const by = currentPrincipal()
