@@ -105,7 +105,9 @@ export const makeEventLog = (config: EventLogConfig) =>
         const result = yield* store.append(stream, current ?? "no_stream", chained)
         return { stream, events: chained, lastPosition: result.lastPosition }
       })
-      const retries = expected === "any" ? (config.maxRetries ?? 10) : 0
+      // Every lost race means another writer got through, so retrying an "any" append always makes progress;
+      // the bound only stops a pathological loop.
+      const retries = expected === "any" ? (config.maxRetries ?? 1000) : 0
       return attempt.pipe(Effect.retry({ times: retries, while: (e) => e._tag === "WrongExpectedRevision" }))
     }
 

@@ -95,7 +95,16 @@ export interface HarnessOptions {
   readonly keyRing?: KeyRingApi
   readonly trustedIssuers?: ReadonlyMap<string, string>
   readonly workspace?: string
+  /** Yield before every store read and append, so concurrent fibers interleave between check and append. */
+  readonly interleave?: boolean
 }
+
+const interleaving = (store: EventStoreApi): EventStoreApi => ({
+  ...store,
+  readStream: (stream, options) => Effect.zipRight(Effect.yieldNow(), store.readStream(stream, options)),
+  streamHead: (stream) => Effect.zipRight(Effect.yieldNow(), store.streamHead(stream)),
+  append: (stream, expected, events) => Effect.zipRight(Effect.yieldNow(), store.append(stream, expected, events))
+})
 
 export const TEST_KEY = testKeyRing(9)
 
@@ -107,10 +116,11 @@ export const tempWorkspace = (): string => {
 
 export const makeHarness = async (options: HarnessOptions = {}): Promise<Harness> => {
   const crypto = await makeCrypto()
-  const store =
+  const opened =
     options.sqlitePath === undefined
       ? makeMemoryEventStore()
       : await Effect.runPromise(Effect.map(Effect.orDie(openSqliteEventStore({ path: options.sqlitePath, mode: "write", synchronous: "normal" })), (s) => s.api))
+  const store = options.interleave === true ? interleaving(opened) : opened
   const keyRing = options.keyRing ?? TEST_KEY
   const base = Layer.mergeAll(Layer.succeed(EventStore, store), Layer.succeed(Crypto, crypto), IdsLive, Layer.succeed(KeyRing, keyRing), PathResolverLive)
   const withLog = Layer.provideMerge(EventLogLive({ checkpointEvery: 0 }), base)

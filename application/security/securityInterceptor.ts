@@ -9,7 +9,7 @@
  * expiry, revocation, principal, issuer and single use (I5); one principal cannot act in another's
  * session (I7).
  */
-import { Clock, Context, Data, Duration, Effect, Either, Layer, Option, Schema } from "effect"
+import { Clock, Context, Data, Duration, Effect, Either, Exit, Layer, Option, Schema } from "effect"
 import type { ActionRequest, ClassifiedAction } from "../../domain/security/action.js"
 import { classify } from "../../domain/security/classify.js"
 import { evaluatePolicy, type SecurityPolicy } from "../../domain/security/policy.js"
@@ -447,14 +447,17 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
       Effect.gen(function* () {
         const decision = yield* intercept(proposal)
         if (decision._tag !== "Allowed") return { decision, value: Option.none() }
-        const ran = yield* execute(decision).pipe(
-          Effect.onExit((exit) =>
-            exit._tag === "Success"
-              ? complete(decision, exit.value.outcome).pipe(Effect.orDie)
-              : complete(decision, { ok: false, tool: decision.action.kind, output: "the action failed or was cancelled", truncated: false, durationMs: 0 }).pipe(Effect.ignore)
-          )
+        const failed = (output: string): ToolOutcome => ({ ok: false, tool: decision.action.kind, output, truncated: false, durationMs: 0 })
+        const exit = yield* Effect.exit(
+          execute(decision).pipe(Effect.onInterrupt(() => complete(decision, failed("cancelled while running")).pipe(Effect.ignore)))
         )
-        return { decision, value: Option.some(ran.value) }
+        if (Exit.isSuccess(exit)) {
+          // A result that cannot be recorded is an error the caller sees, not a silent gap in the log.
+          yield* complete(decision, exit.value.outcome)
+          return { decision, value: Option.some(exit.value.value) }
+        }
+        yield* complete(decision, failed("the action failed")).pipe(Effect.ignore)
+        return yield* Effect.failCause(exit.cause)
       })
 
     const pendingFor: SecurityInterceptorApi["pendingFor"] = (principal) =>
