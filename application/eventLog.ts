@@ -94,15 +94,39 @@ export const makeEventLog = (config: EventLogConfig) =>
         catch: (e) => (e instanceof EventEncodingError ? e : new EventEncodingError({ message: `event could not be encoded: ${String(e)}` }))
       })
 
+    /**
+     * Heads of the streams this process appended to last. Chaining onto a cached head saves a read per
+     * append; a stale one is harmless, because the store refuses events that do not continue the stream,
+     * and the head is then read afresh.
+     */
+    const heads = new Map<string, { readonly revision: number; readonly hash: string }>()
+    const MAX_HEADS = 10_000
+    const readHead = (stream: string) =>
+      Effect.map(store.streamHead(stream), (h) => {
+        const head = Option.getOrUndefined(h)
+        if (head === undefined) heads.delete(stream)
+        else rememberHead(stream, head)
+        return head
+      })
+    const rememberHead = (stream: string, head: { readonly revision: number; readonly hash: string }): void => {
+      if (heads.size >= MAX_HEADS && !heads.has(stream)) heads.clear()
+      heads.set(stream, head)
+    }
+    const holds = (expected: ExpectedRevision, current: number | undefined): boolean =>
+      expected === "any" || (expected === "no_stream" ? current === undefined : current === expected)
+
     /** Links `events` onto the current head and appends them; retries a lost race when `expected` is "any". */
     const appendUnchained = (stream: string, expected: ExpectedRevision, events: ReadonlyArray<UnchainedEvent>) => {
       const attempt = Effect.gen(function* () {
-        const head = Option.getOrUndefined(yield* store.streamHead(stream))
+        let head = heads.get(stream) ?? (yield* readHead(stream))
+        // The cache may be behind another writer: only the store's own head can refuse an expectation.
+        if (!holds(expected, head?.revision)) head = yield* readHead(stream)
         const current = head?.revision
-        const holds = expected === "any" || (expected === "no_stream" ? current === undefined : current === expected)
-        if (!holds) return yield* Effect.fail(new WrongExpectedRevision({ stream, expected, actual: current ?? "no_stream" }))
+        if (!holds(expected, current)) return yield* Effect.fail(new WrongExpectedRevision({ stream, expected, actual: current ?? "no_stream" }))
         const chained = linkEvents(stream, head, events, canonicalize, crypto.blake3Hex)
-        const result = yield* store.append(stream, current ?? "no_stream", chained)
+        const result = yield* store.append(stream, current ?? "no_stream", chained).pipe(Effect.tapError(() => Effect.sync(() => heads.delete(stream))))
+        const last = chained[chained.length - 1]
+        if (last !== undefined) rememberHead(stream, { revision: last.revision, hash: last.hash })
         return { stream, events: chained, lastPosition: result.lastPosition }
       })
       // Every lost race means another writer got through, so retrying an "any" append always makes progress;

@@ -20,22 +20,28 @@ export class CanonicalJsonError extends Error {
   }
 }
 
+const ANY_SURROGATE = /[\uD800-\uDFFF]/
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
-const encodeString = (value: string, path: string): string => {
-  if (LONE_SURROGATE.test(value)) throw new CanonicalJsonError(path, "string holds a lone UTF-16 surrogate")
+const encodeString = (value: string, path: () => string): string => {
+  // The cheap test first: most strings hold no surrogate at all.
+  if (ANY_SURROGATE.test(value) && LONE_SURROGATE.test(value)) throw new CanonicalJsonError(path(), "string holds a lone UTF-16 surrogate")
   // JSON.stringify escapes exactly what JCS requires (", \, and U+0000..U+001F, with the short forms
   // \b \t \n \f \r) and leaves every other character as it is.
   return JSON.stringify(value)
 }
 
-const encodeNumber = (value: number, path: string): string => {
-  if (!Number.isFinite(value)) throw new CanonicalJsonError(path, `number ${String(value)} is not finite`)
+const encodeNumber = (value: number, path: () => string): string => {
+  if (!Number.isFinite(value)) throw new CanonicalJsonError(path(), `number ${String(value)} is not finite`)
   // ECMAScript Number::toString is the number form JCS prescribes; -0 serializes as 0.
   return JSON.stringify(value)
 }
 
-const encode = (value: unknown, path: string, seen: Set<object>): string => {
+// Deeper than this is treated as a cycle: cheaper than tracking every object on the path, and no
+// event Astrid writes comes near it.
+const MAX_DEPTH = 512
+
+const encode = (value: unknown, path: () => string, depth: number): string => {
   if (value === null) return "null"
   switch (typeof value) {
     case "boolean":
@@ -45,39 +51,39 @@ const encode = (value: unknown, path: string, seen: Set<object>): string => {
     case "string":
       return encodeString(value, path)
     case "object": {
-      if (seen.has(value)) throw new CanonicalJsonError(path, "value is cyclic")
-      seen.add(value)
-      try {
-        if (Array.isArray(value)) {
-          const parts: Array<string> = []
-          for (let i = 0; i < value.length; i++) parts.push(encode(value[i], `${path}[${i}]`, seen))
-          return `[${parts.join(",")}]`
+      if (depth > MAX_DEPTH) throw new CanonicalJsonError(path(), `value is nested deeper than ${MAX_DEPTH} levels (or cyclic)`)
+      if (Array.isArray(value)) {
+        let out = "["
+        for (let i = 0; i < value.length; i++) {
+          if (i > 0) out += ","
+          out += encode(value[i], () => `${path()}[${i}]`, depth + 1)
         }
-        const proto: unknown = Object.getPrototypeOf(value)
-        if (proto !== Object.prototype && proto !== null) {
-          throw new CanonicalJsonError(path, "only plain objects and arrays can be encoded")
-        }
-        const record = value as Record<string, unknown>
-        // Keys sorted by UTF-16 code units, which is what the default string comparison does.
-        const keys = Object.keys(record).sort()
-        const parts: Array<string> = []
-        for (const key of keys) {
-          const member = record[key]
-          if (member === undefined) throw new CanonicalJsonError(`${path}.${key}`, "value is undefined")
-          parts.push(`${encodeString(key, path)}:${encode(member, `${path}.${key}`, seen)}`)
-        }
-        return `{${parts.join(",")}}`
-      } finally {
-        seen.delete(value)
+        return `${out}]`
       }
+      const proto: unknown = Object.getPrototypeOf(value)
+      if (proto !== Object.prototype && proto !== null) {
+        throw new CanonicalJsonError(path(), "only plain objects and arrays can be encoded")
+      }
+      const record = value as Record<string, unknown>
+      // Keys sorted by UTF-16 code units, which is what the default string comparison does.
+      const keys = Object.keys(record).sort()
+      let out = "{"
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i] as string
+        const member = record[key]
+        if (member === undefined) throw new CanonicalJsonError(`${path()}.${key}`, "value is undefined")
+        if (i > 0) out += ","
+        out += `${encodeString(key, path)}:${encode(member, () => `${path()}.${key}`, depth + 1)}`
+      }
+      return `${out}}`
     }
     default:
-      throw new CanonicalJsonError(path, `a ${typeof value} is not JSON`)
+      throw new CanonicalJsonError(path(), `a ${typeof value} is not JSON`)
   }
 }
 
 /** The canonical (RFC 8785) text of a JSON value. Throws CanonicalJsonError for non-JSON input. */
-export const canonicalize = (value: unknown): string => encode(value, "$", new Set())
+export const canonicalize = (value: unknown): string => encode(value, () => "$", 0)
 
 /** True when `text` is already the canonical form of the JSON it holds. */
 export const isCanonical = (text: string): boolean => {

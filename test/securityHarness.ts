@@ -95,6 +95,8 @@ export interface HarnessOptions {
   readonly keyRing?: KeyRingApi
   readonly trustedIssuers?: ReadonlyMap<string, string>
   readonly workspace?: string
+  /** SQLite durability (default "normal": tests need no fsync). */
+  readonly synchronous?: "full" | "normal"
   /** Yield before every store read and append, so concurrent fibers interleave between check and append. */
   readonly interleave?: boolean
 }
@@ -119,7 +121,7 @@ export const makeHarness = async (options: HarnessOptions = {}): Promise<Harness
   const opened =
     options.sqlitePath === undefined
       ? makeMemoryEventStore()
-      : await Effect.runPromise(Effect.map(Effect.orDie(openSqliteEventStore({ path: options.sqlitePath, mode: "write", synchronous: "normal" })), (s) => s.api))
+      : await Effect.runPromise(Effect.map(Effect.orDie(openSqliteEventStore({ path: options.sqlitePath, mode: "write", synchronous: options.synchronous ?? "normal" })), (s) => s.api))
   const store = options.interleave === true ? interleaving(opened) : opened
   const keyRing = options.keyRing ?? TEST_KEY
   const base = Layer.mergeAll(Layer.succeed(EventStore, store), Layer.succeed(Crypto, crypto), IdsLive, Layer.succeed(KeyRing, keyRing), PathResolverLive)

@@ -57,7 +57,8 @@ export class WrongExpectedRevision extends Data.TaggedError("WrongExpectedRevisi
   }
 }
 
-export type StoreFailureKind = "missing" | "locked" | "corrupt" | "not_astrid" | "io" | "invalid" | "unavailable" | "read_only"
+/** `access_denied`: the store is reachable but refuses these credentials (e.g. EventStoreDB ACLs). */
+export type StoreFailureKind = "missing" | "locked" | "corrupt" | "not_astrid" | "io" | "invalid" | "unavailable" | "read_only" | "access_denied"
 
 /** The store could not be used. `message` says what happened and what to do. */
 export class EventStoreError extends Data.TaggedError("EventStoreError")<{

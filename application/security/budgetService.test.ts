@@ -234,6 +234,16 @@ describe("BudgetService.commit and release", () => {
     }
   })
 
+  it("a zero-cost reservation writes nothing of its own, only the caller's events, on the session stream", async () => {
+    const h = await harness("memory")
+    const ref = await reserved(h, request("a0", 0))
+    expect(ref.empty).toBe(true)
+    expect(await h.events(WORKSPACE)).toEqual([])
+    expect(await h.events(SESSION)).toEqual([])
+    expect(await h.run((b) => b.commit(ref))).toEqual({ committedMicros: 0, releasedMicros: 0, overrunMicros: 0 })
+    expect(await h.events(SESSION)).toEqual([])
+  })
+
   it("commits at most the reserved amount and reports the overrun", async () => {
     const h = await harness("memory")
     const ref = await reserved(h, request("a1", 100))
@@ -382,7 +392,8 @@ const runScenario = async (kind: "memory" | "sqlite", scenario: Scenario, stats:
     // Nothing left unaccounted: every reservation on either stream is settled.
     expect([...session.open.keys()]).toEqual([])
     expect([...workspace.open.keys()]).toEqual([])
-    const succeeded = outcomes.filter((o) => o._tag === "Reserved")
+    // Zero-cost reservations hold nothing and write nothing; the others each leave one settled reservation.
+    const succeeded = outcomes.filter((o) => o._tag === "Reserved" && o.reservation.empty !== true)
     const compensated = outcomes.filter((o) => o._tag === "Exceeded" && o.compensated)
     expect(session.closed.size).toBe(succeeded.length)
     // Each workspace reservation is either paired with the session one (settled the same way) or compensated.

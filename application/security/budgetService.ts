@@ -75,6 +75,12 @@ export interface ReservationRef {
   readonly principal: string
   readonly sessionId?: string
   readonly correlationId: string
+  /**
+   * A zero-cost action holds nothing, so nothing is written for it on either stream (most tool calls
+   * cost nothing; their one durable write is then the decision itself). Settling it writes only the
+   * caller's extra events.
+   */
+  readonly empty?: boolean
 }
 
 export interface Reservation extends ReservationRef {
@@ -170,7 +176,11 @@ export const makeBudgetService = Effect.gen(function* () {
   const log = yield* EventLog
   const store = yield* EventStore
   const ids = yield* Ids
-  const cache = makeStreamStateCache<BudgetState>(store, { initial: initialBudgetState, evolve: (state, event) => evolveBudget(state, event) })
+  const cache = makeStreamStateCache<BudgetState>(store, {
+    initial: initialBudgetState,
+    evolve: (state, event) => evolveBudget(state, event),
+    types: new Set(["BudgetReserved", "BudgetCommitted", "BudgetReleased"])
+  })
 
   /** Load, decide, append at the loaded revision; on a lost race, all over again. */
   const decideAndAppend = <A, E>(
@@ -180,12 +190,22 @@ export const makeBudgetService = Effect.gen(function* () {
   ) =>
     Effect.retry(
       Effect.gen(function* () {
-        const loaded = yield* cache.load(stream)
+        // Optimistic: decide on what this process last saw. The append is at that revision, so if
+        // another writer got there first it fails, the cache is dropped and the retry reads afresh.
+        const loaded = cache.cached(stream) ?? (yield* cache.load(stream))
         const decided = decide(loaded.state)
-        if (Either.isLeft(decided)) return yield* Effect.fail(decided.left)
+        if (Either.isLeft(decided)) {
+          // A refusal must rest on the current state, not on a possibly stale one.
+          if (cache.cached(stream) === loaded) {
+            const fresh = yield* cache.load(stream)
+            if (fresh.revision !== loaded.revision) return yield* Effect.fail(new WrongExpectedRevision({ stream, expected: loaded.revision ?? "no_stream", actual: fresh.revision ?? "no_stream" }))
+          }
+          return yield* Effect.fail(decided.left)
+        }
         const { before = [], events, after = [], value } = decided.right
         const drafts = [...before, ...events.map((event): EventDraft => ({ ...envelope, event })), ...after]
-        const batch = yield* log.append(stream, loaded.revision ?? "no_stream", drafts)
+        const batch = yield* log.append(stream, loaded.revision ?? "no_stream", drafts).pipe(Effect.tapError(() => Effect.sync(() => cache.invalidate(stream))))
+        cache.record(stream, batch.events)
         return { value, batch }
       }),
       { times: MAX_CONFLICT_RETRIES, while: (e) => e instanceof WrongExpectedRevision }
@@ -229,6 +249,15 @@ export const makeBudgetService = Effect.gen(function* () {
         ...(request.sessionId === undefined ? {} : { sessionId: request.sessionId })
       }
       const envelope = envelopeOf(ref)
+      if (amount === 0) {
+        const drafts = [...(request.extraEvents ?? []), ...(request.followingEvents ?? [])]
+        const batch = yield* log.append(request.sessionStream, "any", drafts).pipe(Effect.tap((b) => Effect.sync(() => cache.record(request.sessionStream, b.events))))
+        return {
+          _tag: "Reserved",
+          reservation: { ...ref, empty: true, amountMicros: 0, warnings: [] },
+          appended: batch
+        } satisfies ReserveOutcome
+      }
       const command = (scope: BudgetScope, limitMicros: number) => ({
         reservationId,
         actionId: request.actionId,
@@ -295,10 +324,16 @@ export const makeBudgetService = Effect.gen(function* () {
     ref: ReservationRef,
     status: "committed" | "released",
     options: SettleOptions,
+    emptyValue: A,
     decide: (state: BudgetState) => Either.Either<{ readonly events: ReadonlyArray<AstridEvent>; readonly value: A }, SettleError>
   ) =>
     Effect.gen(function* () {
       const envelope = envelopeOf(ref)
+      if (ref.empty === true) {
+        const drafts = [...(options.extraEvents ?? []), ...(options.followingEvents ?? [])]
+        if (drafts.length > 0) yield* log.append(ref.sessionStream, "any", drafts).pipe(Effect.tap((b) => Effect.sync(() => cache.record(ref.sessionStream, b.events))))
+        return emptyValue
+      }
       const onSession = yield* Effect.either(
         decideAndAppend(ref.sessionStream, envelope, (state) =>
           Either.map(decide(state), (d) => ({ before: options.extraEvents ?? [], events: d.events, after: options.followingEvents ?? [], value: d.value }))
@@ -319,7 +354,7 @@ export const makeBudgetService = Effect.gen(function* () {
   const commit: BudgetServiceApi["commit"] = (ref, amountMicros, options = {}) =>
     Effect.gen(function* () {
       if (amountMicros !== undefined) yield* checkMicros("amountMicros", amountMicros)
-      return yield* settle(ref, "committed", options, (state) =>
+      return yield* settle(ref, "committed", options, { committedMicros: 0, releasedMicros: 0, overrunMicros: amountMicros ?? 0 }, (state) =>
         Either.map(decideCommit(state, { reservationId: ref.reservationId, ...(amountMicros === undefined ? {} : { amountMicros }) }), (d) => ({
           events: d.events,
           value: { committedMicros: d.committedMicros, releasedMicros: d.releasedMicros, overrunMicros: d.overrunMicros }
@@ -328,7 +363,7 @@ export const makeBudgetService = Effect.gen(function* () {
     })
 
   const release: BudgetServiceApi["release"] = (ref, reason, options = {}) =>
-    settle(ref, "released", options, (state) =>
+    settle(ref, "released", options, { releasedMicros: 0 }, (state) =>
       Either.map(decideRelease(state, { reservationId: ref.reservationId, reason }), (d) => ({ events: d.events, value: { releasedMicros: d.releasedMicros } }))
     )
 

@@ -122,18 +122,17 @@ interface SessionInfo {
 
 const foldAllowances = {
   initial: { owner: null, allowances: [] } satisfies SessionInfo as SessionInfo,
-  evolve: (state: SessionInfo, event: AstridEvent, recorded: { readonly eventId: string; readonly metadata: string }): SessionInfo => {
-    let owner = state.owner
-    if (owner === null) {
-      const principal = principalOf(recorded.metadata)
-      if (principal !== undefined) owner = principal
-    }
-    if (event._tag !== "AllowanceGranted") return owner === state.owner ? state : { ...state, owner }
-    return {
-      owner,
-      allowances: [...state.allowances, { eventId: recorded.eventId, principal: event.principal, actionKind: event.actionKind, pattern: event.pattern }]
-    }
-  }
+  types: new Set(["AllowanceGranted"]),
+  // The owner is whoever wrote the stream's first event, read from the envelope without decoding.
+  preview: (state: SessionInfo, recorded: { readonly metadata: string }): SessionInfo => {
+    if (state.owner !== null) return state
+    const owner = principalOf(recorded.metadata)
+    return owner === undefined ? state : { ...state, owner }
+  },
+  evolve: (state: SessionInfo, event: AstridEvent, recorded: { readonly eventId: string }): SessionInfo =>
+    event._tag !== "AllowanceGranted"
+      ? state
+      : { ...state, allowances: [...state.allowances, { eventId: recorded.eventId, principal: event.principal, actionKind: event.actionKind, pattern: event.pattern }] }
 }
 
 const principalOf = (metadata: string): string | undefined => {
@@ -169,6 +168,7 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
     const sessions = makeStreamStateCache(store, foldAllowances)
     const queue = makeStreamStateCache<QueueState>(store, {
       initial: initialQueueState,
+      types: new Set(["DeferredActionQueued", "DeferredActionResolved"]),
       evolve: (state, event, recorded) => evolveQueue(state, event, occurredAtOf(recorded.metadata))
     })
     const workspaces = makeStreamStateCache(store, foldAllowances)
@@ -195,8 +195,10 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         const meta = { principal: p.principal, sessionId: p.sessionId, correlationId: actionId }
         const draft = (event: AstridEvent, classification: "trusted" | "untrusted" = "trusted"): EventDraft => ({ ...meta, event, classification })
 
-        // I7: a session belongs to the principal that started it.
-        const info = yield* sessions.load(session).pipe(Effect.mapError(fail("could not read the session")))
+        // I7: a session belongs to the principal that started it. An owner, once known, never changes,
+        // so a cached one needs no read.
+        const known = sessions.cached(session)
+        const info = known !== undefined && known.state.owner !== null ? known : yield* sessions.load(session).pipe(Effect.mapError(fail("could not read the session")))
         if (info.state.owner !== null && info.state.owner !== p.principal) {
           return yield* Effect.fail(new InterceptError({ message: `session ${p.sessionId} belongs to another principal; start a session of your own` }))
         }

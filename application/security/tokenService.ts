@@ -215,9 +215,22 @@ export const makeTokenService = (config: TokenServiceConfig = {}) =>
     const trusted: ReadonlyMap<string, string> =
       config.trustedIssuers ?? (keyRing === undefined ? new Map() : new Map([[keyRing.keyId, keyRing.publicKeyHex]]))
     const clockSkewMs = config.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS
-    const streams = makeStreamStateCache<PrincipalTokens>(store, { initial: initialTokens, evolve: evolveTokens })
+    const streams = makeStreamStateCache<PrincipalTokens>(store, {
+      initial: initialTokens,
+      evolve: evolveTokens,
+      types: new Set(["CapabilityTokenGranted", "CapabilityTokenUsed", "CapabilityTokenRevoked"])
+    })
 
-    const hashOf = (token: CapabilityToken): string => crypto.blake3Hex(tokenCanonicalText(token))
+    // Tokens in the folded state are the same objects from check to check, so their hash is kept with them.
+    const hashes = new WeakMap<CapabilityToken, string>()
+    const hashOf = (token: CapabilityToken): string => {
+      let hash = hashes.get(token)
+      if (hash === undefined) {
+        hash = crypto.blake3Hex(tokenCanonicalText(token))
+        hashes.set(token, hash)
+      }
+      return hash
+    }
 
     // Only successes are remembered: a forged token costs a verification each time, but cannot grow memory.
     const verified = new Set<string>()

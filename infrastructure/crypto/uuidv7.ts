@@ -3,8 +3,22 @@ import { Layer } from "effect"
 import { randomBytes } from "node:crypto"
 import { Ids } from "../../application/ports/ids.js"
 
+// Random bytes come from a pool refilled 256 ids at a time: one getrandom call per id was a measurable
+// share of an intercept.
+let pool = Buffer.alloc(0)
+let offset = 0
+const random16 = (): Buffer => {
+  if (offset + 16 > pool.length) {
+    pool = randomBytes(16 * 256)
+    offset = 0
+  }
+  const out = Buffer.from(pool.subarray(offset, offset + 16))
+  offset += 16
+  return out
+}
+
 export const uuidv7 = (nowMs: number): string => {
-  const b = randomBytes(16)
+  const b = random16()
   const t = BigInt(nowMs)
   for (let i = 0; i < 6; i++) b[i] = Number((t >> BigInt(8 * (5 - i))) & 0xffn)
   b[6] = ((b[6] ?? 0) & 0x0f) | 0x70
