@@ -325,3 +325,43 @@ describe("astrid demo", () => {
     expect(out).toMatch(/truncated_stream at astrid-session-demo-1@\d+/)
   })
 })
+
+describe("astrid config", () => {
+  it("validates a fresh home, and names the file and setting that is wrong", () => {
+    const home = tempHome()
+    const fresh = astrid(home, ["config", "validate", "--json"])
+    expect(fresh.code).toBe(0)
+    expect(json(fresh)["ok"]).toBe(true)
+    writeFileSync(join(home, "config.toml"), '[security]\nworkspace_mode = "yolo"\n')
+    const bad = astrid(home, ["config", "validate"])
+    expect(bad.code).toBe(1)
+    expect(bad.stdout).toContain(`${join(home, "config.toml")} has invalid settings: security.workspace_mode: expected one of "safe", "guided", "autonomous", got "yolo"`)
+    writeFileSync(join(home, "config.toml"), "[audit]\ncheckpoint_every = -1\n")
+    expectOneLineError(astrid(home, ["audit", "stats"]), /audit\.checkpoint_every/)
+    writeFileSync(join(home, "config.toml"), "not = [toml\n")
+    expectOneLineError(astrid(home, ["audit", "verify"]), /is not valid TOML/)
+  })
+
+  it("a workspace config can only tighten the user's settings", () => {
+    const home = tempHome()
+    const workspace = tempHome()
+    writeFileSync(join(home, "config.toml"), '[security]\nworkspace_mode = "guided"\npre_approved = ["mcp://docs:search"]\n[security.budget]\nper_action_micros = 500\n')
+    mkdirSync(join(workspace, ".astrid"))
+    writeFileSync(join(workspace, ".astrid", "config.toml"), '[security]\nworkspace_mode = "autonomous"\nescape_policy = "deny"\npre_approved = ["mcp://docs:search", "exec://rm"]\n[security.budget]\nper_action_micros = 900000\n')
+    const shown = json(astrid(home, ["config", "show", "--json", "--workspace", workspace]))
+    expect(shown["security"]).toMatchObject({ workspaceMode: "guided", escapePolicy: "deny", preApproved: ["mcp://docs:search"], budget: { perActionMicros: 500 } })
+  })
+
+  it("reports an unreachable EventStoreDB as a failed check", () => {
+    const home = tempHome()
+    const r = astrid(home, ["config", "validate", "--json"], { ASTRID_EVENT_STORE_URL: "esdb://127.0.0.1:1?tls=false" })
+    expect(r.code).toBe(1)
+    expect(json(r)["checks"]).toContainEqual(expect.objectContaining({ name: "event store", ok: false, detail: expect.stringContaining("cannot reach the event store") }))
+  })
+
+  it("lists the paths", () => {
+    const home = tempHome()
+    const p = json(astrid(home, ["config", "paths", "--json"]))
+    expect(p).toMatchObject({ home, projections: join(home, "projections.db"), runtimeKey: { exists: false } })
+  })
+})

@@ -20,6 +20,7 @@ const demo = () => import("./commands/demo.js")
 const tokens = () => import("./commands/tokens.js")
 const approvals = () => import("./commands/approvals.js")
 const projections = () => import("./commands/projections.js")
+const configModule = () => import("./commands/config.js")
 
 const keysGenerate = Command.make(
   "generate",
@@ -162,6 +163,26 @@ const projectionsCommand = Command.make("projections").pipe(
   Command.withSubcommands([projectionsRebuild, projectionsStatus])
 )
 
+const workspaceOption = Options.directory("workspace").pipe(
+  Options.withDescription("the workspace whose .astrid/config.toml applies (default: the current directory)"),
+  Options.optional
+)
+const configArgs = (a: { readonly json: boolean; readonly workspace: Option.Option<string> }) => ({ json: a.json, workspace: Option.getOrUndefined(a.workspace) })
+
+const configShow = Command.make("show", { json, workspace: workspaceOption }, (a) => Effect.promise(configModule).pipe(Effect.flatMap((m) => m.show(configArgs(a))))).pipe(
+  Command.withDescription("the configuration in force: defaults < user config < workspace (tighten only) < environment")
+)
+const configValidate = Command.make("validate", { json, workspace: workspaceOption }, (a) =>
+  Effect.promise(configModule).pipe(Effect.flatMap((m) => m.validate(configArgs(a))))
+).pipe(Command.withDescription("check every config file and reach the event store; exit 1 when a check fails"))
+const configPaths = Command.make("paths", { json, workspace: workspaceOption }, (a) => Effect.promise(configModule).pipe(Effect.flatMap((m) => m.paths(configArgs(a))))).pipe(
+  Command.withDescription("where the home, config files, event store, views and key live")
+)
+const configCommand = Command.make("config").pipe(
+  Command.withDescription("configuration: show, validate, paths"),
+  Command.withSubcommands([configShow, configValidate, configPaths])
+)
+
 const demoCommand = Command.make(
   "demo",
   { keep: Options.boolean("keep").pipe(Options.withDescription("keep the demo's temporary ASTRID_HOME and print its path")) },
@@ -170,7 +191,7 @@ const demoCommand = Command.make(
 
 const root = Command.make("astrid").pipe(
   Command.withDescription("Astrid: a secure runtime for AI agents. Every action is an event; every event is chained and provable."),
-  Command.withSubcommands([auditCommand, keysCommand, tokensCommand, approvalsCommand, projectionsCommand, demoCommand])
+  Command.withSubcommands([auditCommand, keysCommand, tokensCommand, approvalsCommand, projectionsCommand, configCommand, demoCommand])
 )
 
 const cli = Command.run(root, { name: "astrid", version: VERSION })

@@ -2,7 +2,7 @@
  * Wiring for CLI commands: configuration, the store opened in the mode a command needs, crypto, ids,
  * the runtime key. Every failure becomes a CliError with a one-line message.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, type Scope } from "effect"
 import { EventLog, EventLogLive } from "../../application/eventLog.js"
 import { Crypto } from "../../application/ports/crypto.js"
 import { EventStore, type EventStoreApi } from "../../application/ports/eventStore.js"
@@ -20,9 +20,20 @@ export const config: Effect.Effect<AstridConfig, CliError> = asCli(loadConfig(pr
 
 export const crypto = Effect.promise(makeCrypto)
 
-/** The configured store, closed when the surrounding scope ends. */
-export const openStore = (cfg: AstridConfig, mode: OpenMode) =>
-  asCli(
+/**
+ * The configured store, closed when the surrounding scope ends: EventStoreDB / KurrentDB when
+ * `[event_store] url` (or ASTRID_EVENT_STORE_URL) is set, else the embedded SQLite file. The gRPC client
+ * is loaded only then, so SQLite users never pay its start-up.
+ */
+export const openStore = (cfg: AstridConfig, mode: OpenMode): Effect.Effect<EventStoreApi, CliError, Scope.Scope> => {
+  const url = cfg.eventStore.url
+  if (url !== null) {
+    return Effect.promise(() => import("../../infrastructure/event-store/esdbEventStore.js")).pipe(
+      Effect.flatMap((m) => asCli(Effect.acquireRelease(m.connectEsdbEventStore(url), (s) => Effect.promise(() => s.close())))),
+      Effect.map((s) => s.api)
+    )
+  }
+  return asCli(
     Effect.acquireRelease(
       openSqliteEventStore({
         path: cfg.eventStore.path,
@@ -33,6 +44,7 @@ export const openStore = (cfg: AstridConfig, mode: OpenMode) =>
       (s) => Effect.sync(() => s.close())
     )
   ).pipe(Effect.map((s) => s.api))
+}
 
 /** An EventLog over `store`, signing checkpoints with the runtime key when one exists. */
 export const eventLogFor = (cfg: AstridConfig, store: EventStoreApi, withKey: boolean) =>

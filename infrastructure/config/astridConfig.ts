@@ -3,6 +3,7 @@
  * (environment wins). Later layers (workspace config, flags) extend this in their own modules.
  *
  *   [event_store]
+ *   url = "esdb://127.0.0.1:2113?tls=false"   # EventStoreDB / KurrentDB instead of SQLite (ASTRID_EVENT_STORE_URL)
  *   path = "astrid.db"          # relative to ASTRID_HOME
  *   synchronous = "full"        # "full" (durable on power loss) or "normal"
  *   busy_timeout_ms = 5000
@@ -21,6 +22,7 @@ export class ConfigError extends Data.TaggedError("ConfigError")<{ readonly mess
 const FileConfig = Schema.Struct({
   event_store: Schema.optional(
     Schema.Struct({
+      url: Schema.optional(Schema.NonEmptyString),
       path: Schema.optional(Schema.NonEmptyString),
       synchronous: Schema.optional(Schema.Literal("full", "normal")),
       busy_timeout_ms: Schema.optional(Schema.NonNegativeInt)
@@ -36,7 +38,13 @@ const FileConfig = Schema.Struct({
 export interface AstridConfig {
   readonly home: string
   readonly configPath: string
-  readonly eventStore: { readonly path: string; readonly synchronous: "full" | "normal"; readonly busyTimeoutMs: number }
+  readonly eventStore: {
+    /** EventStoreDB / KurrentDB connection string; null selects the embedded SQLite store at `path`. */
+    readonly url: string | null
+    readonly path: string
+    readonly synchronous: "full" | "normal"
+    readonly busyTimeoutMs: number
+  }
   readonly audit: { readonly checkpointEvery: number }
 }
 
@@ -56,6 +64,37 @@ const intFromEnv = (env: NodeJS.ProcessEnv, name: string): Either.Either<number 
     : Either.left(new ConfigError({ message: `${name}='${raw}' is not a non-negative integer; unset it or give a number` }))
 }
 
+/**
+ * One line per wrong setting: "security.workspace_mode: expected one of "safe", "guided", "autonomous",
+ * got "yolo"". Schema reports each member of a union (and each enclosing optional) on its own; those
+ * are folded into the deepest path.
+ */
+const describeIssues = (error: ParseResult.ParseError): string => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const deepest = Math.max(...issues.map((i) => i.path.length))
+  const byPath = new Map<string, { expected: Array<string>; actual: string | undefined; other: Array<string> }>()
+  for (const issue of issues) {
+    if (issue.path.length < deepest && issues.some((o) => o.path.length > issue.path.length && issue.path.every((p, k) => o.path[k] === p))) continue
+    const key = issue.path.join(".")
+    const entry = byPath.get(key) ?? { expected: [], actual: undefined, other: [] }
+    const m = /^Expected (.+), actual (.+)$/s.exec(issue.message)
+    if (m !== null && m[1] !== undefined && m[1] !== "undefined") {
+      entry.expected.push(m[1])
+      entry.actual = m[2]
+    } else if (m === null) {
+      entry.other.push(issue.message)
+    }
+    byPath.set(key, entry)
+  }
+  return [...byPath]
+    .map(([key, e]) =>
+      e.expected.length > 0
+        ? `${key}: expected ${e.expected.length > 1 ? `one of ${e.expected.join(", ")}` : e.expected[0]}, got ${e.actual ?? "?"}`
+        : `${key}: ${e.other.join("; ")}`
+    )
+    .join("; ")
+}
+
 /** Reads and decodes one TOML file with `schema`; a missing file decodes as `{}`. */
 export const readTomlFile = <A, I>(path: string, schema: Schema.Schema<A, I>): Effect.Effect<A, ConfigError> =>
   Effect.gen(function* () {
@@ -70,15 +109,14 @@ export const readTomlFile = <A, I>(path: string, schema: Schema.Schema<A, I>): E
         catch: (e) => new ConfigError({ message: `${path} is not valid TOML: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}` })
       })
     }
-    const decoded = Schema.decodeUnknownEither(schema)(parsed)
+    const decoded = Schema.decodeUnknownEither(schema)(parsed, { onExcessProperty: "ignore" })
     if (Either.isLeft(decoded)) {
-      const detail = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
-        .map((i) => `${i.path.join(".")}: ${i.message}`)
-        .join("; ")
-      return yield* Effect.fail(new ConfigError({ message: `${path} has invalid settings: ${detail}` }))
+      return yield* Effect.fail(new ConfigError({ message: `${path} has invalid settings: ${describeIssues(decoded.left)}` }))
     }
     return decoded.right
   })
+
+const nonEmpty = (s: string | undefined): string | undefined => (s === undefined || s.trim() === "" ? undefined : s.trim())
 
 export const loadConfig = (env: NodeJS.ProcessEnv): Effect.Effect<AstridConfig, ConfigError> =>
   Effect.gen(function* () {
@@ -92,6 +130,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv): Effect.Effect<AstridConfig, 
       home,
       configPath,
       eventStore: {
+        url: nonEmpty(env["ASTRID_EVENT_STORE_URL"]) ?? file.event_store?.url ?? null,
         path: isAbsolute(storePath) ? storePath : join(home, storePath),
         synchronous: file.event_store?.synchronous ?? "full",
         busyTimeoutMs: busyTimeout ?? file.event_store?.busy_timeout_ms ?? 5000
