@@ -3,6 +3,7 @@
  * the runtime key. Every failure becomes a CliError with a one-line message.
  */
 import { Effect, Layer, type Scope } from "effect"
+import { existsSync } from "node:fs"
 import { EventLog, EventLogLive } from "../../application/eventLog.js"
 import { Crypto } from "../../application/ports/crypto.js"
 import { EventStore, type EventStoreApi } from "../../application/ports/eventStore.js"
@@ -19,6 +20,9 @@ import { asCli, type CliError } from "./cliError.js"
 export const config: Effect.Effect<AstridConfig, CliError> = asCli(loadConfig(process.env))
 
 export const crypto = Effect.promise(makeCrypto)
+
+/** Whether there is a store to read: a configured URL, or the SQLite file on disk. */
+export const storeExists = (cfg: AstridConfig): boolean => cfg.eventStore.url !== null || existsSync(cfg.eventStore.path)
 
 /**
  * The configured store, closed when the surrounding scope ends: EventStoreDB / KurrentDB when

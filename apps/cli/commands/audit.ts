@@ -291,7 +291,7 @@ export const stats = (args: { readonly json: boolean }) =>
         if (tail === undefined || page.length < PAGE) break
         after = tail.position
       }
-      const fileBytes = [cfg.eventStore.path, `${cfg.eventStore.path}-wal`].reduce((n, p) => n + (existsSync(p) ? statSync(p).size : 0), 0)
+      const fileBytes = cfg.eventStore.url !== null ? null : [cfg.eventStore.path, `${cfg.eventStore.path}-wal`].reduce((n, p) => n + (existsSync(p) ? statSync(p).size : 0), 0)
       const key = yield* Effect.either(loadPublicKey(cfg.home))
       const result = {
         store: store.location,
@@ -310,7 +310,7 @@ export const stats = (args: { readonly json: boolean }) =>
       yield* printLines(
         `store              ${result.store}`,
         `events             ${result.events} in ${result.streams} streams (last position ${result.lastPosition})`,
-        `size               ${(result.fileBytes / 1024 / 1024).toFixed(2)} MiB on disk, ${(result.payloadBytes / 1024 / 1024).toFixed(2)} MiB of event text`,
+        `size               ${result.fileBytes === null ? "" : `${(result.fileBytes / 1024 / 1024).toFixed(2)} MiB on disk, `}${(result.payloadBytes / 1024 / 1024).toFixed(2)} MiB of event text`,
         `checkpoints        ${result.checkpoints}${lastCheckpoint === null ? "" : ` (last #${lastCheckpoint.revision} at ${lastCheckpoint.signedAt} by ${lastCheckpoint.keyId})`}`,
         `not checkpointed   ${uncheckpointed} event(s)`,
         `last checkpoint    ${lastCheckpoint?.hash ?? "none"}  (keep this hash elsewhere to pin the log's tail)`,

@@ -70,7 +70,9 @@ export const run = (args: { readonly keep: boolean }) =>
     Effect.gen(function* () {
       const home = mkdtempSync(join(tmpdir(), "astrid-demo-"))
       process.env["ASTRID_HOME"] = home
+      // The demo is offline and self-contained: always the embedded store, whatever the environment says.
       delete process.env["ASTRID_DB"]
+      delete process.env["ASTRID_EVENT_STORE_URL"]
       yield* Effect.addFinalizer(() => Effect.sync(() => (args.keep ? undefined : rmSync(home, { recursive: true, force: true }))))
       const cfg = yield* config
       const c = yield* crypto

@@ -20,7 +20,7 @@ import {
 } from "../../../projections/sqliteProjectionStore.js"
 import { asCli, CliError, usageError } from "../cliError.js"
 import { dim, printJson, printLines, table } from "../output.js"
-import { config, openStore } from "../runtime.js"
+import { config, openStore, storeExists } from "../runtime.js"
 
 const PAGE = 10_000
 
@@ -29,7 +29,7 @@ const PAGE = 10_000
  * out empty, and a projections.db left from another log is started again.
  */
 const openLog = (cfg: AstridConfig) =>
-  existsSync(cfg.eventStore.path) ? openStore(cfg, "read") : Effect.succeed<EventStoreApi>(makeMemoryEventStore())
+  storeExists(cfg) ? openStore(cfg, "read") : Effect.succeed<EventStoreApi>(makeMemoryEventStore())
 
 const openViews = (cfg: AstridConfig, mode: "read" | "write") =>
   asCli(scopedSqliteProjectionStore({ path: projectionsPath(cfg.home), mode, busyTimeoutMs: cfg.eventStore.busyTimeoutMs }))

@@ -1,6 +1,5 @@
 /** `astrid tokens list|show|revoke`: the capability tokens recorded on the principals' streams. */
 import { Effect, Either, Layer, Option } from "effect"
-import { existsSync } from "node:fs"
 import { Crypto } from "../../../application/ports/crypto.js"
 import { EventLog } from "../../../application/eventLog.js"
 import { EventStore } from "../../../application/ports/eventStore.js"
@@ -13,7 +12,7 @@ import { loadKeyRing, localTrustedKeys } from "../../../infrastructure/keys/keyF
 import { asCli, usageError } from "../cliError.js"
 import { currentPrincipal } from "../principal.js"
 import { dim, green, printJson, printLines, red, table } from "../output.js"
-import { config, crypto, eventLogFor, openStore, withKeyRing } from "../runtime.js"
+import { config, crypto, eventLogFor, openStore, storeExists, withKeyRing } from "../runtime.js"
 
 export { currentPrincipal }
 
@@ -49,7 +48,7 @@ export const list = (args: { readonly principal?: string | undefined; readonly j
       const principal = args.principal ?? currentPrincipal()
       const cfg = yield* config
       // No store yet means no token yet, not an error.
-      const records = existsSync(cfg.eventStore.path) ? yield* asCli((yield* tokenService(cfg, "read")).list(principal)) : []
+      const records = storeExists(cfg) ? yield* asCli((yield* tokenService(cfg, "read")).list(principal)) : []
       if (args.json) return yield* printJson(records.map(recordJson))
       if (records.length === 0) return yield* printLines(`no capability tokens for principal '${principal}'`)
       yield* printLines(
@@ -85,7 +84,7 @@ export const show = (args: { readonly tokenId: string; readonly json: boolean })
   Effect.scoped(
     Effect.gen(function* () {
       const cfg = yield* config
-      if (!existsSync(cfg.eventStore.path)) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
+      if (!storeExists(cfg)) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
       const found = yield* asCli((yield* tokenService(cfg, "read")).get(args.tokenId))
       // Another principal's token is reported exactly like a missing one (I7).
       if (Option.isNone(found) || found.value.token.principal !== currentPrincipal()) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
@@ -98,7 +97,7 @@ export const revoke = (args: { readonly tokenId: string; readonly reason?: strin
   Effect.scoped(
     Effect.gen(function* () {
       const cfg = yield* config
-      if (!existsSync(cfg.eventStore.path)) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
+      if (!storeExists(cfg)) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
       const service = yield* tokenService(cfg, "write")
       const existing = yield* asCli(service.get(args.tokenId))
       if (Option.isNone(existing) || existing.value.token.principal !== currentPrincipal()) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
