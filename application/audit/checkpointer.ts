@@ -47,7 +47,10 @@ export const makeCheckpointer = (store: EventStoreApi, crypto: CryptoApi, append
         }
         prevBody = decoded.right
       }
-      const from = prevBody?.globalPosition ?? 0
+      // A checkpoint's globalPosition is in the numbering of the store that signed it; a copied history
+      // (astrid store copy) numbers positions anew. The checkpoint event's own position here bounds it:
+      // everything it covers was appended before it.
+      const from = prevBody === undefined || previous === undefined ? 0 : Math.min(prevBody.globalPosition, previous.position)
       const heads = new Map<string, StreamHead>()
       let position = from
       for (;;) {

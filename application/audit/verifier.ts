@@ -158,7 +158,9 @@ export class LogVerifier {
     // store can write a body, and an unsigned claim must not be reported against streams that are intact.
     if (!signatureHolds) return
     this.checkpointPass = { lastRevision: e.revision, lastHash: e.hash, lastPosition: Math.max(pass.lastPosition, body.globalPosition) }
-    this.coveredPosition = Math.max(this.coveredPosition, body.globalPosition)
+    // globalPosition is in the signing store's numbering; in a copied history the checkpoint's own position
+    // (see checkpointer.ts) is the bound that holds here.
+    this.coveredPosition = Math.max(this.coveredPosition, Math.min(body.globalPosition, e.position))
     for (const head of body.heads) {
       if (!this.inScope(head.stream)) continue
       let byRevision = this.pins.get(head.stream)
@@ -172,7 +174,8 @@ export class LogVerifier {
     const stream = e.stream
     if (!this.inScope(stream)) return
     this.events++
-    if (e.position > this.coveredPosition) this.uncheckpointed++
+    // Checkpoints cover other streams; the checkpoint stream's own tail is what exported bundles pin.
+    if (e.position > this.coveredPosition && stream !== CHECKPOINT_STREAM) this.uncheckpointed++
     const computed = this.options.blake3Hex(eventPreimage(stream, e.revision, e.type, e.data, e.metadata))
     let state = this.states.get(stream)
     const expectedRevision = state === undefined ? 0 : state.lastRevision + 1

@@ -21,6 +21,7 @@ const tokens = () => import("./commands/tokens.js")
 const approvals = () => import("./commands/approvals.js")
 const projections = () => import("./commands/projections.js")
 const configModule = () => import("./commands/config.js")
+const store = () => import("./commands/store.js")
 
 const keysGenerate = Command.make(
   "generate",
@@ -183,6 +184,31 @@ const configCommand = Command.make("config").pipe(
   Command.withSubcommands([configShow, configValidate, configPaths])
 )
 
+const storeCopy = Command.make(
+  "copy",
+  {
+    to: Options.text("to").pipe(Options.withDescription("the target: a SQLite file (created when missing) or an esdb:// / kurrentdb:// URL")),
+    from: Options.text("from").pipe(Options.withDescription("the source: a SQLite file or an EventStoreDB URL (default: the configured store)"), Options.optional),
+    trustedKeys: Options.text("trusted-key").pipe(
+      Options.withDescription("verify the copy trusting this ed25519 public key (hex, or a file holding it; repeatable); replaces the local runtime keys"),
+      Options.repeated
+    ),
+    json
+  },
+  (a) => Effect.promise(store).pipe(Effect.flatMap((m) => m.copy({ to: a.to, from: Option.getOrUndefined(a.from), trustedKeys: a.trustedKeys, json: a.json })))
+).pipe(
+  Command.withDescription(
+    HelpDoc.p(
+      "copy the whole history to another store with every hash as it is, resuming where an earlier copy stopped, then verify the copy; exit 0 when it verifies, 1 when verification finds issues, 2 on a usage or I/O error"
+    )
+  )
+)
+
+const storeCommand = Command.make("store").pipe(
+  Command.withDescription("move a history between event stores (SQLite, EventStoreDB / KurrentDB)"),
+  Command.withSubcommands([storeCopy])
+)
+
 const demoCommand = Command.make(
   "demo",
   { keep: Options.boolean("keep").pipe(Options.withDescription("keep the demo's temporary ASTRID_HOME and print its path")) },
@@ -191,7 +217,7 @@ const demoCommand = Command.make(
 
 const root = Command.make("astrid").pipe(
   Command.withDescription("Astrid: a secure runtime for AI agents. Every action is an event; every event is chained and provable."),
-  Command.withSubcommands([auditCommand, keysCommand, tokensCommand, approvalsCommand, projectionsCommand, configCommand, demoCommand])
+  Command.withSubcommands([auditCommand, keysCommand, tokensCommand, approvalsCommand, projectionsCommand, configCommand, storeCommand, demoCommand])
 )
 
 const cli = Command.run(root, { name: "astrid", version: VERSION })
