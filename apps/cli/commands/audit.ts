@@ -1,14 +1,16 @@
 /** `astrid audit list|show|verify|stats|export|checkpoint`: read, prove and export the event log. */
 import { Clock, Effect, Either, Option } from "effect"
-import { existsSync, readFileSync, statSync } from "node:fs"
+import { existsSync, statSync } from "node:fs"
 import type { RecordedEvent } from "../../../domain/envelope.js"
 import { CHECKPOINT_STREAM, STREAM_PREFIX } from "../../../domain/streams.js"
 import type { EventStoreApi } from "../../../application/ports/eventStore.js"
 import type { VerifyReport } from "../../../application/audit/verifier.js"
 import { verifyStore } from "../../../application/audit/verifyStore.js"
 import { exportBundle, verifyBundle } from "../../../infrastructure/bundle/auditBundle.js"
-import { localTrustedKeys, loadPublicKey, trustedKeyEntry } from "../../../infrastructure/keys/keyFiles.js"
+import { localTrustedKeys, loadPublicKey } from "../../../infrastructure/keys/keyFiles.js"
 import { asCli, CliError, usageError } from "../cliError.js"
+import { progressBar } from "../progress.js"
+import { resolveTrustedKeys } from "../trustedKeys.js"
 import { dim, green, printJson, printLines, red, table } from "../output.js"
 import { config, crypto, eventLogFor, openStore, withKeyRing } from "../runtime.js"
 
@@ -155,56 +157,6 @@ export interface VerifyArgs {
   readonly json: boolean
 }
 
-/** --trusted-key takes a hex public key or a file holding one. */
-const resolveTrustedKeys = (home: string, given: ReadonlyArray<string>) =>
-  Effect.gen(function* () {
-    if (given.length === 0) return yield* asCli(localTrustedKeys(home))
-    const trusted = new Map<string, string>()
-    for (const item of given) {
-      let text = item
-      if (!/^[0-9a-fA-F]{64}$/.test(item.trim())) {
-        if (!existsSync(item) || !statSync(item).isFile()) {
-          return yield* Effect.fail(usageError(`--trusted-key '${item}' is neither a 64-hex-digit ed25519 public key nor a file holding one`))
-        }
-        text = yield* Effect.try({ try: () => readFileSync(item, "utf8"), catch: () => usageError(`cannot read the key file ${item}`) })
-      }
-      const entry = yield* Effect.promise(() => trustedKeyEntry(text))
-      if (entry === undefined) return yield* Effect.fail(usageError(`--trusted-key '${item}' does not hold a 32-byte ed25519 public key in hex`))
-      trusted.set(entry[0], entry[1])
-    }
-    return trusted
-  })
-
-interface ProgressBar {
-  readonly update: (done: number, total: number) => void
-  readonly stop: () => void
-}
-
-/** A progress bar on stderr for long runs, only when stderr is a terminal. */
-const progressBar: Effect.Effect<ProgressBar | undefined> = Effect.suspend(() => {
-  if (process.stderr.isTTY !== true) return Effect.succeed(undefined)
-  return Effect.promise(() => import("cli-progress")).pipe(
-    Effect.map((m) => {
-      const bar = new m.default.SingleBar(
-        { stream: process.stderr, format: "verifying [{bar}] {percentage}% | {value}/{total} events | ETA {eta}s", hideCursor: true },
-        m.default.Presets.shades_classic
-      )
-      let started = false
-      return {
-        update: (done: number, total: number) => {
-          if (total < 50_000) return
-          if (!started) bar.start(total, 0)
-          started = true
-          bar.update(done)
-        },
-        stop: () => {
-          if (started) bar.stop()
-        }
-      }
-    })
-  )
-})
-
 export const verify = (args: VerifyArgs) =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -226,8 +178,8 @@ export const verify = (args: VerifyArgs) =>
         source = path
       } else {
         const store = yield* openStore(cfg, "read")
-        const bar = yield* progressBar
-        report = yield* asCli(verifyStore(store, options, (p) => bar?.update(p.done, p.total))).pipe(Effect.ensuring(Effect.sync(() => bar?.stop())))
+        const bar = yield* progressBar(50_000)
+        report = yield* asCli(verifyStore(store, options, (p) => bar?.update("verifying", p.done, p.total))).pipe(Effect.ensuring(Effect.sync(() => bar?.stop())))
         source = store.location
       }
       if (!report.ok) process.exitCode = 1

@@ -3,16 +3,17 @@
  * either way) with every hash as it is, resumes an interrupted copy, and verifies the copy.
  */
 import { Clock, Effect, type Scope } from "effect"
-import { existsSync, readFileSync, realpathSync, statSync } from "node:fs"
+import { existsSync, realpathSync } from "node:fs"
 import { resolve } from "node:path"
 import type { EventStoreApi } from "../../../application/ports/eventStore.js"
 import { verifyStore } from "../../../application/audit/verifyStore.js"
-import { copyEvents, type CopyProgress } from "../../../application/storeCopy.js"
+import { copyEvents } from "../../../application/storeCopy.js"
 import type { AstridConfig } from "../../../infrastructure/config/astridConfig.js"
 import { openSqliteEventStore } from "../../../infrastructure/event-store/sqliteEventStore.js"
-import { localTrustedKeys, trustedKeyEntry } from "../../../infrastructure/keys/keyFiles.js"
 import { CHECKPOINT_STREAM } from "../../../domain/streams.js"
 import { asCli, type CliError, usageError } from "../cliError.js"
+import { progressBar } from "../progress.js"
+import { resolveTrustedKeys } from "../trustedKeys.js"
 import { dim, green, printJson, printLines, red, table } from "../output.js"
 import { config, crypto, openStore } from "../runtime.js"
 
@@ -78,60 +79,6 @@ const openPlace = (cfg: AstridConfig, place: Place, mode: "read" | "write"): Eff
   ).pipe(Effect.map((s) => s.api))
 }
 
-/** --trusted-key takes a hex public key or a file holding one; none means the local runtime keys. */
-const resolveTrustedKeys = (home: string, given: ReadonlyArray<string>) =>
-  Effect.gen(function* () {
-    if (given.length === 0) return yield* asCli(localTrustedKeys(home))
-    const trusted = new Map<string, string>()
-    for (const item of given) {
-      let text = item
-      if (!/^[0-9a-fA-F]{64}$/.test(item.trim())) {
-        if (!existsSync(item) || !statSync(item).isFile()) {
-          return yield* Effect.fail(usageError(`--trusted-key '${item}' is neither a 64-hex-digit ed25519 public key nor a file holding one`))
-        }
-        text = yield* Effect.try({ try: () => readFileSync(item, "utf8"), catch: () => usageError(`cannot read the key file ${item}`) })
-      }
-      const entry = yield* Effect.promise(() => trustedKeyEntry(text))
-      if (entry === undefined) return yield* Effect.fail(usageError(`--trusted-key '${item}' does not hold a 32-byte ed25519 public key in hex`))
-      trusted.set(entry[0], entry[1])
-    }
-    return trusted
-  })
-
-interface ProgressBar {
-  readonly update: (p: CopyProgress) => void
-  readonly stop: () => void
-}
-
-/** Progress on stderr, only when stderr is a terminal and the history is big enough to wait for. */
-const progressBar: Effect.Effect<ProgressBar | undefined> = Effect.suspend(() => {
-  if (process.stderr.isTTY !== true) return Effect.succeed(undefined)
-  return Effect.promise(() => import("cli-progress")).pipe(
-    Effect.map((m) => {
-      const bar = new m.default.SingleBar(
-        { stream: process.stderr, format: "{phase} [{bar}] {percentage}% | {value}/{total} events | ETA {eta}s", hideCursor: true },
-        m.default.Presets.shades_classic
-      )
-      let phase: CopyProgress["phase"] | undefined
-      return {
-        update: (p: CopyProgress) => {
-          if (p.total < 1_000) return
-          const label = p.phase === "copy" ? "copying  " : "verifying"
-          if (phase !== p.phase) {
-            if (phase !== undefined) bar.stop()
-            bar.start(p.total, 0, { phase: label })
-            phase = p.phase
-          }
-          bar.update(Math.min(p.done, p.total), { phase: label })
-        },
-        stop: () => {
-          if (phase !== undefined) bar.stop()
-        }
-      }
-    })
-  )
-})
-
 export const copy = (args: CopyArgs) =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -151,19 +98,18 @@ export const copy = (args: CopyArgs) =>
       const c = yield* crypto
       // The source first: a source that cannot be read must not leave a new, empty target file behind.
       const source = args.from === undefined ? yield* openStore(cfg, "read") : yield* openPlace(cfg, from, "read")
-      const bar = yield* progressBar
+      const bar = yield* progressBar(1_000)
       const started = yield* Clock.currentTimeMillis
       const result = yield* Effect.gen(function* () {
         // Copied through one handle, verified through a fresh one: closing the writer makes a SQLite copy durable
         // (see openPlace), and verification then reads what any later reader of the target will read.
         const counts = yield* Effect.scoped(
-          Effect.flatMap(openPlace(cfg, to, "write"), (target) => asCli(copyEvents(source, target, { onProgress: (p) => bar?.update(p) })))
+          Effect.flatMap(openPlace(cfg, to, "write"), (target) => asCli(copyEvents(source, target, { onProgress: (p) => bar?.update("copying  ", p.done, p.total) })))
         )
         const target = yield* openPlace(cfg, to, "read")
-        const { copied, skipped } = counts
         const verify = yield* asCli(
           verifyStore(target, { trustedKeys: trusted, blake3Hex: c.blake3Hex, verifyText: c.verifyText }, (p) =>
-            bar?.update({ phase: "verify", done: p.done, total: p.total, copied, skipped })
+            bar?.update("verifying", p.done, p.total)
           )
         )
         return { ...counts, verify }
