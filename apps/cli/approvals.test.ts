@@ -17,7 +17,7 @@ const astrid = (home: string, principal: string, args: ReadonlyArray<string>) =>
   const r = spawnSync(process.execPath, [BIN, ...args], {
     env: { PATH: process.env["PATH"] ?? "", ASTRID_HOME: home, ASTRID_PRINCIPAL: principal, NO_COLOR: "1" },
     encoding: "utf8",
-    timeout: 30_000
+    timeout: 90_000
   })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }

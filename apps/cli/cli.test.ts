@@ -25,7 +25,7 @@ const astrid = (home: string, args: ReadonlyArray<string>, env: Record<string, s
   const r = spawnSync(process.execPath, [BIN, ...args], {
     env: { PATH: process.env["PATH"] ?? "", ASTRID_HOME: home, ASTRID_BUSY_TIMEOUT_MS: "300", NO_COLOR: "1", ...env },
     encoding: "utf8",
-    timeout: 30_000
+    timeout: 90_000
   })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }

@@ -148,6 +148,24 @@ const SCHEMES: Record<string, string> = {
 /** The URL with any password hidden, for messages. */
 export const redactUrl = (url: string): string => url.replace(/^([a-z+]+:\/\/[^:@/]+):[^@/]*@/i, "$1:***@")
 
+/**
+ * A read call as an async iterable whose `return` cancels the call first. The call's own iterator is an async
+ * generator, whose `return` waits behind a pending `next`; on a quiet live subscription that `next` settles
+ * only with the next event, so interrupting the subscription would hang until one came.
+ */
+const cancelledOnReturn = (call: ClientReadableStream<ReadResp>): AsyncIterable<unknown> => ({
+  [Symbol.asyncIterator]: () => {
+    const inner = call[Symbol.asyncIterator]()
+    return {
+      next: () => inner.next(),
+      return: (value?: unknown) => {
+        call.cancel()
+        return inner.return === undefined ? Promise.resolve({ done: true as const, value }) : inner.return(value)
+      }
+    }
+  }
+})
+
 /** Maps kurrentdb:// to esdb:// (this client's name for the same protocol). */
 export const normalizeEsdbUrl = (url: string): Either.Either<string, EventStoreError> => {
   const match = /^([A-Za-z+]+):\/\//.exec(url.trim())
@@ -512,7 +530,7 @@ const makeApi = (client: AstridEsdbClient, location: string, options: EsdbStoreO
       }),
       (call) => Effect.sync(() => call.cancel())
     ).pipe(
-      Stream.flatMap((call) => Stream.fromAsyncIterable<unknown, EventStoreError>(call, (e) => describe(e, "following $all"))),
+      Stream.flatMap((call) => Stream.fromAsyncIterable<unknown, EventStoreError>(cancelledOnReturn(call), (e) => describe(e, "following $all"))),
       Stream.mapEffect((resp) =>
         Effect.gen(function* () {
           if (!(resp instanceof streamsPb.ReadResp)) return Option.none<RawEvent>()
