@@ -94,6 +94,17 @@ const checkFormat = (db: Database.Database, path: string): EventStoreError | und
   return undefined
 }
 
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdirSync never returns for a path under /proc (it loops
+ * on the kernel's answer), and a plain mkdir there fails as it should.
+ */
+const makeParents = (dir: string): void => {
+  if (existsSync(dir)) return
+  const parent = dirname(dir)
+  if (parent !== dir) makeParents(parent)
+  mkdirSync(dir)
+}
+
 /** Opens (and in write mode creates) the database file. Fails with a typed, user-readable error. */
 const openDatabase = (options: SqliteStoreOptions): Database.Database => {
   const { path, mode } = options
@@ -106,7 +117,7 @@ const openDatabase = (options: SqliteStoreOptions): Database.Database => {
   }
   let db: Database.Database | undefined
   try {
-    if (!exists) mkdirSync(dirname(path), { recursive: true })
+    if (!exists) makeParents(dirname(path))
     db = new Database(path, { readonly: mode === "read", fileMustExist: exists })
     db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
     const isNew = !exists || db.prepare("SELECT count(*) AS n FROM sqlite_master").pluck().get() === 0

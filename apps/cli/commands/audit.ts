@@ -177,9 +177,19 @@ export const verify = (args: VerifyArgs) =>
         report = (yield* asCli(verifyBundle(path, options))).report
         source = path
       } else {
+        // Opening the store first gives the usual one-line errors (missing, corrupt, not Astrid...).
         const store = yield* openStore(cfg, "read")
         const bar = yield* progressBar(50_000)
-        report = yield* asCli(verifyStore(store, options, (p) => bar?.update("verifying", p.done, p.total))).pipe(Effect.ensuring(Effect.sync(() => bar?.stop())))
+        const onProgress = (p: { readonly done: number; readonly total: number }) => bar?.update("verifying", p.done, p.total)
+        // SQLite: every core reads and hashes a range of positions (same report as the reference verifier).
+        const run =
+          cfg.eventStore.url === null
+            ? Effect.flatMap(
+                Effect.promise(() => import("../../../infrastructure/event-store/sqliteParallelVerify.js")),
+                (m) => m.verifySqliteParallel(cfg.eventStore.path, options, onProgress)
+              )
+            : verifyStore(store, options, onProgress)
+        report = yield* asCli(run).pipe(Effect.ensuring(Effect.sync(() => bar?.stop())))
         source = store.location
       }
       if (!report.ok) process.exitCode = 1
