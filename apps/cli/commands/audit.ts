@@ -10,8 +10,9 @@ import { exportBundle, verifyBundle } from "../../../infrastructure/bundle/audit
 import { localTrustedKeys, loadPublicKey } from "../../../infrastructure/keys/keyFiles.js"
 import { asCli, CliError, usageError } from "../cliError.js"
 import { progressBar } from "../progress.js"
+import { reportLines } from "../reportLines.js"
 import { resolveTrustedKeys } from "../trustedKeys.js"
-import { dim, green, printJson, printLines, red, table } from "../output.js"
+import { dim, printJson, printLines, table } from "../output.js"
 import { config, crypto, eventLogFor, openStore, withKeyRing } from "../runtime.js"
 
 const PAGE = 10_000
@@ -196,24 +197,7 @@ export const verify = (args: VerifyArgs) =>
       if (args.json) {
         return yield* printJson({ ...report, source, trustedKeys: [...trusted.keys()] })
       }
-      const summary = `${report.events} events in ${report.streams} streams, ${report.checkpoints} checkpoints`
-      const lines: Array<string> = []
-      if (report.ok) {
-        lines.push(green(`log intact: ${summary}`))
-      } else {
-        lines.push(red(`log NOT intact: ${report.issues.length + report.issuesOmitted} issue(s) in ${summary}`))
-        lines.push(
-          ...table(
-            ["KIND", "WHERE", "DETAIL"],
-            report.issues.map((i) => [i.kind, i.revision === null ? i.stream : `${i.stream}@${i.revision}`, i.detail])
-          )
-        )
-        if (report.issuesOmitted > 0) lines.push(`... and ${report.issuesOmitted} more (use --json for the first ${report.issues.length})`)
-      }
-      if (report.lastCheckpoint !== null) {
-        const lc = report.lastCheckpoint
-        lines.push(dim(`last checkpoint: ${CHECKPOINT_STREAM}@${lc.revision} signed ${lc.signedAt} by ${lc.keyId}, hash ${lc.hash}`))
-      }
+      const lines = reportLines({ ok: "log intact", bad: "log NOT intact" }, report)
       if (report.uncheckpointedEvents > 0) {
         lines.push(dim(`${report.uncheckpointedEvents} event(s) after the last checkpoint are chained but not yet signed; 'astrid audit checkpoint' signs them`))
       }

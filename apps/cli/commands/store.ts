@@ -10,11 +10,11 @@ import { verifyStore } from "../../../application/audit/verifyStore.js"
 import { copyEvents } from "../../../application/storeCopy.js"
 import type { AstridConfig } from "../../../infrastructure/config/astridConfig.js"
 import { openSqliteEventStore } from "../../../infrastructure/event-store/sqliteEventStore.js"
-import { CHECKPOINT_STREAM } from "../../../domain/streams.js"
 import { asCli, type CliError, usageError } from "../cliError.js"
 import { progressBar } from "../progress.js"
+import { reportLines } from "../reportLines.js"
 import { resolveTrustedKeys } from "../trustedKeys.js"
-import { dim, green, printJson, printLines, red, table } from "../output.js"
+import { dim, printJson, printLines } from "../output.js"
 import { config, crypto, openStore } from "../runtime.js"
 
 export interface CopyArgs {
@@ -134,23 +134,7 @@ export const copy = (args: CopyArgs) =>
         `copied ${result.copied} event(s) in ${result.streams} stream(s) from ${result.source} to ${result.target} in ${seconds.toFixed(1)} s` +
           (result.skipped > 0 ? ` (${result.skipped} already there, skipped)` : "")
       ]
-      const summary = `${report.events} events in ${report.streams} streams, ${report.checkpoints} checkpoints`
-      if (report.ok) {
-        lines.push(green(`copy verified: ${summary}`))
-      } else {
-        lines.push(red(`copy NOT intact: ${report.issues.length + report.issuesOmitted} issue(s) in ${summary}`))
-        lines.push(
-          ...table(
-            ["KIND", "WHERE", "DETAIL"],
-            report.issues.map((i) => [i.kind, i.revision === null ? i.stream : `${i.stream}@${i.revision}`, i.detail])
-          )
-        )
-        if (report.issuesOmitted > 0) lines.push(`... and ${report.issuesOmitted} more (use --json for the first ${report.issues.length})`)
-      }
-      if (report.lastCheckpoint !== null) {
-        const lc = report.lastCheckpoint
-        lines.push(dim(`last checkpoint: ${CHECKPOINT_STREAM}@${lc.revision} signed ${lc.signedAt} by ${lc.keyId}, hash ${lc.hash}`))
-      }
+      lines.push(...reportLines({ ok: "copy verified", bad: "copy NOT intact" }, report))
       if (trusted.size === 0) lines.push(dim("no trusted key: run 'astrid keys generate' or pass --trusted-key to check checkpoint signatures"))
       yield* printLines(...lines)
     })
