@@ -1,0 +1,99 @@
+import { mkdirSync, utimesSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { describe, expect, it } from "vitest"
+import { globTool } from "./glob.js"
+import { grepTool } from "./grep.js"
+import { listDirectoryTool } from "./listDirectory.js"
+import { context, leftOf, rightOf, runDirect, tempDir } from "./toolTestKit.js"
+
+const touch = (path: string, secondsAgo: number): void => {
+  const t = new Date(Date.now() - secondsAgo * 1000)
+  utimesSync(path, t, t)
+}
+
+const tree = (): string => {
+  const root = tempDir()
+  mkdirSync(join(root, "src/deep"), { recursive: true })
+  mkdirSync(join(root, "node_modules/pkg"), { recursive: true })
+  writeFileSync(join(root, "src/old.ts"), "export const Alpha = 1\n")
+  writeFileSync(join(root, "src/deep/new.ts"), "line1\nline2\nconst alpha = 2\nline4\nline5\n")
+  writeFileSync(join(root, "src/mid.ts"), "nothing here\n")
+  writeFileSync(join(root, "readme.md"), "alpha in markdown\n")
+  writeFileSync(join(root, "node_modules/pkg/index.ts"), "alpha\n")
+  writeFileSync(join(root, "blob.bin"), Buffer.from([0x61, 0x6c, 0x70, 0x68, 0x61, 0x00]))
+  touch(join(root, "src/old.ts"), 300)
+  touch(join(root, "src/mid.ts"), 200)
+  touch(join(root, "src/deep/new.ts"), 100)
+  return root
+}
+
+describe("glob", () => {
+  it("lists matches newest first by mtime, skipping node_modules", async () => {
+    const root = tree()
+    const out = rightOf(await runDirect(globTool, { pattern: "**/*.ts" }, await context(root)))
+    expect(out.split("\n")).toEqual([join(root, "src/deep/new.ts"), join(root, "src/mid.ts"), join(root, "src/old.ts")])
+  })
+
+  it("matches within one segment with *, under a given path, and says when nothing matches", async () => {
+    const root = tree()
+    const ctx = await context(root)
+    expect(rightOf(await runDirect(globTool, { pattern: "*.ts", path: "src" }, ctx)).split("\n")).toEqual([join(root, "src/mid.ts"), join(root, "src/old.ts")])
+    expect(rightOf(await runDirect(globTool, { pattern: "*.py" }, ctx))).toMatch(/no files match/)
+    expect(leftOf(await runDirect(globTool, { pattern: "*", path: "missing" }, ctx))).toMatch(/does not exist/)
+  })
+})
+
+describe("grep", () => {
+  it("finds matches case-sensitively by default, with file:line:text", async () => {
+    const root = tree()
+    const out = rightOf(await runDirect(grepTool, { pattern: "alpha", glob: "**/*.ts" }, await context(root)))
+    expect(out).toBe(`${join(root, "src/deep/new.ts")}:3:const alpha = 2`)
+  })
+
+  it("case_insensitive finds both spellings and skips binary files", async () => {
+    const root = tree()
+    const out = rightOf(await runDirect(grepTool, { pattern: "^.*alpha", case_insensitive: true }, await context(root)))
+    expect(out.split("\n")).toEqual([
+      `${join(root, "readme.md")}:1:alpha in markdown`,
+      `${join(root, "src/deep/new.ts")}:3:const alpha = 2`,
+      `${join(root, "src/old.ts")}:1:export const Alpha = 1`
+    ])
+  })
+
+  it("shows context lines with - and separates groups with --", async () => {
+    const root = tempDir()
+    writeFileSync(join(root, "f.txt"), ["a", "b", "HIT1", "c", "d", "e", "f", "HIT2", "g"].join("\n"))
+    const out = rightOf(await runDirect(grepTool, { pattern: "HIT", context: 1 }, await context(root)))
+    const f = join(root, "f.txt")
+    expect(out.split("\n")).toEqual([`${f}-2-b`, `${f}:3:HIT1`, `${f}-4-c`, "--", `${f}-7-f`, `${f}:8:HIT2`, `${f}-9-g`])
+  })
+
+  it("caps results, and reports an invalid regex", async () => {
+    const root = tempDir()
+    writeFileSync(join(root, "many.txt"), Array.from({ length: 50 }, (_, i) => `hit ${i}`).join("\n"))
+    const ctx = await context(root)
+    const out = rightOf(await runDirect(grepTool, { pattern: "hit", max_results: 5 }, ctx))
+    expect(out.split("\n")).toHaveLength(6)
+    expect(out).toMatch(/stopped after 5 matches/)
+    expect(leftOf(await runDirect(grepTool, { pattern: "(" }, ctx))).toMatch(/invalid regular expression/)
+  })
+})
+
+describe("list_directory", () => {
+  it("lists directories first, then files with sizes", async () => {
+    const root = tempDir()
+    mkdirSync(join(root, "zdir"))
+    mkdirSync(join(root, "adir"))
+    writeFileSync(join(root, "b.txt"), "12345")
+    writeFileSync(join(root, "a.txt"), "")
+    const out = rightOf(await runDirect(listDirectoryTool, {}, await context(root)))
+    expect(out.split("\n")).toEqual(["adir/", "zdir/", "a.txt  (0 bytes)", "b.txt  (5 bytes)"])
+  })
+
+  it("says when a directory is empty or missing", async () => {
+    const root = tempDir()
+    const ctx = await context(root)
+    expect(rightOf(await runDirect(listDirectoryTool, { path: "." }, ctx))).toMatch(/is empty/)
+    expect(leftOf(await runDirect(listDirectoryTool, { path: "gone" }, ctx))).toMatch(/does not exist/)
+  })
+})
