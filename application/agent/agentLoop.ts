@@ -1,0 +1,220 @@
+/**
+ * The agentic loop: one user turn of a session. The user's input is recorded (trusted), then the model is
+ * called step by step; every tool call it proposes goes through `runTool`, so through the
+ * SecurityInterceptor, and its result goes back to the model marked as untrusted data. The turn ends when
+ * the model stops without asking for tools, or at `maxSteps` model calls. Every message the model is sent is
+ * recorded first, so `conversation.ts` rebuilds the conversation from the log alone (the mapping is
+ * described there). Interrupting the fiber (Ctrl-C) cancels the turn and records why as a "system"
+ * message; tool calls left without results get a "cancelled" result, so the resumed conversation stays a
+ * valid one for every provider. A failed model call (LlmError) ends the turn with that error after a
+ * "system" note saying so; a failed store or interceptor ends it without one (recording would fail too).
+ */
+import { Clock, Effect, Stream } from "effect"
+import { LlmUsageRecorded } from "../../domain/events/budgetEvents.js"
+import { MessageRecorded, SessionStarted } from "../../domain/events/sessionEvents.js"
+import type { AstridEvent } from "../../domain/events/astridEvent.js"
+import type { Classification } from "../../domain/envelope.js"
+import { sessionStream } from "../../domain/streams.js"
+import { type PriceTable, usageCost } from "../../infrastructure/llm/costs.js"
+import { type EventDraft, EventLog } from "../eventLog.js"
+import { EventStore } from "../ports/eventStore.js"
+import { Ids } from "../ports/ids.js"
+import { LlmProvider, type LlmMessage, type LlmRequest, type StopReason } from "../ports/llmProvider.js"
+import { decodeRecorded } from "../streamState.js"
+import { runTool } from "../tools/runTool.js"
+import { type AnyTool, makeRunContext, type RunContext } from "../tools/tool.js"
+import {
+  type AssistantContent,
+  assistantMessage,
+  conversationFromEvents,
+  encodeAssistant,
+  encodeToolResults,
+  type ToolResultsContent,
+  toolResultsMessage,
+  wrapUntrusted
+} from "./conversation.js"
+
+export const DEFAULT_MAX_STEPS = 20
+export const DEFAULT_MAX_TOKENS = 8192
+
+export interface TurnInput {
+  readonly principal: string
+  readonly sessionId: string
+  readonly workspaceRoot: string
+  readonly userInput: string
+  readonly tools: ReadonlyArray<AnyTool>
+  readonly model: string
+  /** Model calls allowed in this turn (default 20). */
+  readonly maxSteps?: number
+  readonly maxTokens?: number
+  readonly system?: string
+  /** Prices for LlmUsageRecorded; a model missing from it costs 0 (default: empty table). */
+  readonly prices?: PriceTable
+  /** The session's shell state; pass the same one to every turn to keep bash's working directory. */
+  readonly context?: RunContext
+}
+
+/** Why the turn ended: the model's own stop, or the loop's step limit. */
+export type TurnStopReason = Exclude<StopReason, "tool_use"> | "max_steps"
+
+export interface TurnResult {
+  /** The text of the model's last step. */
+  readonly text: string
+  /** Model calls made in this turn. */
+  readonly steps: number
+  readonly stopReason: TurnStopReason
+}
+
+interface Collected {
+  readonly text: string
+  readonly toolCalls: ReadonlyArray<AssistantContent["toolCalls"][number]>
+  readonly inputTokens: number
+  readonly outputTokens: number
+  readonly stop: StopReason | null
+}
+
+const emptyCollected: Collected = { text: "", toolCalls: [], inputTokens: 0, outputTokens: 0, stop: null }
+
+export const runTurn = (input: TurnInput) =>
+  Effect.gen(function* () {
+    const log = yield* EventLog
+    const store = yield* EventStore
+    const ids = yield* Ids
+    const provider = yield* LlmProvider
+    const stream = sessionStream(input.sessionId)
+    const maxSteps = Math.max(1, input.maxSteps ?? DEFAULT_MAX_STEPS)
+    const prices = input.prices ?? {}
+    const context = input.context ?? (yield* makeRunContext(input.workspaceRoot))
+
+    const message = (role: (typeof MessageRecorded.Type)["role"], content: string, classification: Classification) =>
+      Effect.map(Clock.currentTimeMillis, (now): EventDraft => ({
+        event: MessageRecorded.make({ messageId: ids.uuidv7(now), role, content, inputClassification: classification }),
+        principal: input.principal,
+        sessionId: input.sessionId,
+        classification
+      }))
+    const draft = (event: AstridEvent): EventDraft => ({ event, principal: input.principal, sessionId: input.sessionId })
+    const append = (drafts: ReadonlyArray<EventDraft>) => log.append(stream, "any", drafts)
+    const note = (text: string) => Effect.flatMap(message("system", text, "trusted"), (d) => append([d]))
+
+    const history: Array<AstridEvent> = []
+    for (const r of yield* store.readStream(stream)) {
+      const e = decodeRecorded(r)
+      if (e !== undefined) history.push(e)
+    }
+    const messages: Array<LlmMessage> = [...conversationFromEvents(history)]
+    const isNew = !history.some((e) => e._tag === "SessionStarted")
+
+    const userDrafts: Array<EventDraft> = []
+    if (isNew) {
+      userDrafts.push(
+        draft(SessionStarted.make({ sessionId: input.sessionId, workspace: input.workspaceRoot, parentSessionId: null, model: input.model }))
+      )
+    }
+    userDrafts.push(yield* message("user", input.userInput, "trusted"))
+    yield* append(userDrafts)
+    messages.push({ role: "user", content: input.userInput })
+
+    const llmTools = input.tools.map((t) => ({ name: t.name, description: t.description, inputSchema: t.inputSchema }))
+    const toolsByName = new Map(input.tools.map((t) => [t.name, t]))
+
+    // Mutable state the interruption handler reads: how far the turn got and which calls await results.
+    let steps = 0
+    let pending: ReadonlyArray<AssistantContent["toolCalls"][number]> = []
+
+    const loop = Effect.gen(function* () {
+      let lastText = ""
+      for (;;) {
+        if (steps >= maxSteps) {
+          yield* note(`turn stopped: the model was called ${steps} times, the limit for one turn (maxSteps ${maxSteps})`)
+          return { text: lastText, steps, stopReason: "max_steps" } satisfies TurnResult
+        }
+        steps += 1
+        const request: LlmRequest = {
+          model: input.model,
+          messages: [...messages],
+          tools: llmTools,
+          maxTokens: input.maxTokens ?? DEFAULT_MAX_TOKENS,
+          ...(input.system === undefined ? {} : { system: input.system })
+        }
+        const collected = yield* Stream.runFold(provider.stream(request), emptyCollected, (acc, event): Collected => {
+          switch (event._tag) {
+            case "TextDelta":
+              return { ...acc, text: acc.text + event.text }
+            case "ToolCall":
+              return { ...acc, toolCalls: [...acc.toolCalls, { id: event.id, name: event.name, input: event.input }] }
+            case "Usage":
+              return { ...acc, inputTokens: acc.inputTokens + event.inputTokens, outputTokens: acc.outputTokens + event.outputTokens }
+            case "Stop":
+              return { ...acc, stop: event.reason }
+          }
+        })
+        const assistant: AssistantContent = { text: collected.text, toolCalls: collected.toolCalls }
+        const usage = { inputTokens: collected.inputTokens, outputTokens: collected.outputTokens }
+        const cost = usageCost(prices, input.model, usage)
+        if (!cost.priced && Object.keys(prices).length > 0) {
+          yield* Effect.logWarning(`model ${input.model} has no price in the table; its usage is recorded at cost 0`)
+        }
+        yield* append([
+          yield* message("assistant", encodeAssistant(assistant), "trusted"),
+          draft(LlmUsageRecorded.make({ provider: provider.name, model: input.model, ...usage, costMicros: cost.microDollars }))
+        ])
+        messages.push(assistantMessage(assistant))
+        lastText = collected.text
+
+        if (collected.toolCalls.length === 0) {
+          const stop = collected.stop ?? "end_turn"
+          const stopReason: TurnStopReason = stop === "tool_use" ? "end_turn" : stop
+          if (stopReason !== "end_turn") yield* note(`turn stopped: the model stopped with ${stopReason}`)
+          return { text: lastText, steps, stopReason } satisfies TurnResult
+        }
+
+        pending = collected.toolCalls
+        const results: Array<ToolResultsContent["results"][number]> = []
+        for (const call of collected.toolCalls) {
+          const tool = toolsByName.get(call.name)
+          if (tool === undefined) {
+            results.push({
+              toolCallId: call.id,
+              content: `unknown tool ${call.name}; the tools available are: ${[...toolsByName.keys()].join(", ")}`,
+              isError: true
+            })
+            continue
+          }
+          const result = yield* runTool(tool, call.input, { principal: input.principal, sessionId: input.sessionId, context })
+          // Only output of a tool that ran is outside data; denials and input errors are the runtime's own words.
+          const ran = result.decision !== null && result.decision._tag === "Allowed"
+          results.push({ toolCallId: call.id, content: ran ? wrapUntrusted(result.output) : result.output, isError: !result.ok })
+        }
+        const handed: ToolResultsContent = { results }
+        yield* append([yield* message("tool", encodeToolResults(handed), "untrusted")])
+        pending = []
+        messages.push(toolResultsMessage(handed))
+      }
+    })
+
+    const recordCancellation = Effect.gen(function* () {
+      const drafts: Array<EventDraft> = []
+      if (pending.length > 0) {
+        const cancelled: ToolResultsContent = {
+          results: pending.map((c) => ({ toolCallId: c.id, content: "cancelled: the user interrupted the turn before this call finished", isError: true }))
+        }
+        drafts.push(yield* message("tool", encodeToolResults(cancelled), "trusted"))
+      }
+      drafts.push(yield* message("system", `turn cancelled by the user during model step ${steps}`, "trusted"))
+      yield* append(drafts)
+    }).pipe(Effect.catchAll((e) => Effect.logError(`the cancellation of a turn could not be recorded: ${e.message}`)))
+
+    // A failed model call ends the turn; the note keeps the log honest about why the conversation stops there.
+    const recordModelFailure = (message: string) =>
+      note(`turn failed: ${message}`).pipe(Effect.catchAll((e) => Effect.logError(`the failure of a turn could not be recorded: ${e.message}`)))
+
+    return yield* Effect.onInterrupt(loop, () => recordCancellation).pipe(
+      Effect.tapError((e) => (e._tag === "LlmError" ? recordModelFailure(e.message) : Effect.void))
+    )
+  })
+
+/** The services a turn needs. */
+export type TurnServices = Effect.Effect.Context<ReturnType<typeof runTurn>>
+/** What can end a turn with an error (model failure, store failure, interceptor failure). */
+export type TurnError = Effect.Effect.Error<ReturnType<typeof runTurn>>
