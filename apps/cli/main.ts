@@ -22,6 +22,7 @@ const approvals = () => import("./commands/approvals.js")
 const projections = () => import("./commands/projections.js")
 const configModule = () => import("./commands/config.js")
 const store = () => import("./commands/store.js")
+const runModule = () => import("./commands/run.js")
 
 const keysGenerate = Command.make(
   "generate",
@@ -215,9 +216,37 @@ const demoCommand = Command.make(
   (a) => Effect.promise(demo).pipe(Effect.flatMap((m) => m.run(a)))
 ).pipe(Command.withDescription("an offline tour: record a session, sign a checkpoint, verify, tamper, catch it"))
 
+const runCommand = Command.make(
+  "run",
+  {
+    script: Options.text("script").pipe(Options.withDescription("the scripted model turns to replay (JSON or JSON Lines; see docs/scripted-provider.md)")),
+    answers: Options.text("answers").pipe(
+      Options.withDescription("approval answers, used in order: a JSON array of {\"answer\": \"once|session|workspace|always|deny\", \"reason\"?, \"match\"?} (without it, actions needing approval are deferred)"),
+      Options.optional
+    ),
+    prompt: Options.text("prompt").pipe(Options.withDescription("the user's message for the turn (default: \"run the script\")"), Options.optional),
+    session: Options.text("session").pipe(Options.withDescription("the session to run in (default: a new one)"), Options.optional),
+    workspace: workspaceOption,
+    json
+  },
+  (a) =>
+    Effect.promise(runModule).pipe(
+      Effect.flatMap((m) =>
+        m.run({
+          script: a.script,
+          json: a.json,
+          ...Option.match(a.answers, { onNone: () => ({}), onSome: (answers) => ({ answers }) }),
+          ...Option.match(a.prompt, { onNone: () => ({}), onSome: (prompt) => ({ prompt }) }),
+          ...Option.match(a.session, { onNone: () => ({}), onSome: (session) => ({ session }) }),
+          ...Option.match(a.workspace, { onNone: () => ({}), onSome: (workspace) => ({ workspace }) })
+        })
+      )
+    )
+).pipe(Command.withDescription("one agent turn with the scripted provider through the real interceptor, approvals answered from a file (reproducible runs, CI)"))
+
 const root = Command.make("astrid").pipe(
   Command.withDescription("Astrid: a secure runtime for AI agents. Every action is an event; every event is chained and provable."),
-  Command.withSubcommands([auditCommand, keysCommand, tokensCommand, approvalsCommand, projectionsCommand, configCommand, storeCommand, demoCommand])
+  Command.withSubcommands([auditCommand, keysCommand, tokensCommand, approvalsCommand, projectionsCommand, configCommand, storeCommand, demoCommand, runCommand])
 )
 
 const cli = Command.run(root, { name: "astrid", version: VERSION })

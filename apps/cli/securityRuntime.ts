@@ -31,7 +31,7 @@ export const trustedIssuers = (cfg: AstridConfig, configured: ReadonlyArray<stri
     return map
   })
 
-/** The interceptor and token service for `workspaceRoot`, over the store opened for writing. */
+/** The interceptor and token service for `workspaceRoot`, and the store and log they write to (opened for writing). */
 export const securityFor = (cfg: AstridConfig, workspaceRoot: string | null) =>
   Effect.gen(function* () {
     const loaded = yield* asCli(loadSecuritySettings(cfg.home, workspaceRoot))
@@ -54,5 +54,6 @@ export const securityFor = (cfg: AstridConfig, workspaceRoot: string | null) =>
       base
     )
     const full = Layer.provideMerge(SecurityInterceptorLive(loaded.settings), services)
-    return yield* Effect.all({ interceptor: SecurityInterceptor, tokens: TokenService }).pipe(Effect.provide(full))
+    const built = yield* Effect.all({ interceptor: SecurityInterceptor, tokens: TokenService }).pipe(Effect.provide(full))
+    return { ...built, store, log }
   })
