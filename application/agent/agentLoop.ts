@@ -52,6 +52,8 @@ export interface TurnInput {
   readonly prices?: PriceTable
   /** The session's shell state; pass the same one to every turn to keep bash's working directory. */
   readonly context?: RunContext
+  /** The session that spawned this one (a sub-agent's parent), recorded in SessionStarted. */
+  readonly parentSessionId?: string
 }
 
 /** Why the turn ended: the model's own stop, or the loop's step limit. */
@@ -108,7 +110,7 @@ export const runTurn = (input: TurnInput) =>
     const userDrafts: Array<EventDraft> = []
     if (isNew) {
       userDrafts.push(
-        draft(SessionStarted.make({ sessionId: input.sessionId, workspace: input.workspaceRoot, parentSessionId: null, model: input.model }))
+        draft(SessionStarted.make({ sessionId: input.sessionId, workspace: input.workspaceRoot, parentSessionId: input.parentSessionId ?? null, model: input.model }))
       )
     }
     userDrafts.push(yield* message("user", input.userInput, "trusted"))
