@@ -1,0 +1,74 @@
+import { Effect, Either, Exit, Fiber } from "effect"
+import { PassThrough } from "node:stream"
+import { describe, expect, it } from "vitest"
+import type { ApprovalPrompt } from "../../application/ports/approvalChannel.js"
+import { describePrompt, makeTerminalApprovalChannel } from "./terminalApproval.js"
+
+const prompt: ApprovalPrompt = {
+  requestId: "r1",
+  actionId: "a1",
+  principal: "alice",
+  sessionId: "s1",
+  kind: "file_write",
+  resource: "file:///tmp/outside/notes.txt",
+  risk: "high",
+  summary: "write /tmp/outside/notes.txt",
+  reason: "write outside the workspace"
+}
+
+const io = () => {
+  const input = new PassThrough() as PassThrough & { isTTY?: boolean; setRawMode?: (b: boolean) => void }
+  const output = new PassThrough()
+  let shown = ""
+  output.on("data", (d: Buffer) => (shown += d.toString("utf8")))
+  return { input, output, shown: () => shown }
+}
+
+const answerWith = async (key: string) => {
+  const t = io()
+  const channel = makeTerminalApprovalChannel(t, { requireTerminal: false, approver: "alice" })
+  const pending = Effect.runPromise(channel.ask(prompt))
+  await new Promise((r) => setTimeout(r, 50))
+  t.input.write(key)
+  return { reply: await pending, shown: t.shown() }
+}
+
+describe("terminal approval channel", () => {
+  it("shows action, resource, risk and reason, and maps each key to its answer", async () => {
+    const once = await answerWith("o")
+    expect(once.reply).toEqual({ answer: { _tag: "AllowOnce" }, approver: "alice" })
+    expect(once.shown).toContain("write /tmp/outside/notes.txt")
+    expect(once.shown).toContain("file:///tmp/outside/notes.txt")
+    expect(once.shown).toContain("high")
+    expect(once.shown).toContain("write outside the workspace")
+    for (const label of ["Allow Once", "Allow Session", "Allow Workspace", "Allow Always", "Deny"]) expect(once.shown).toContain(label)
+    expect((await answerWith("s")).reply.answer._tag).toBe("AllowSession")
+    expect((await answerWith("w")).reply.answer._tag).toBe("AllowWorkspace")
+    expect((await answerWith("a")).reply.answer._tag).toBe("AllowAlways")
+    expect((await answerWith("d")).reply.answer).toEqual({ _tag: "Deny", reason: "denied at the terminal" })
+  })
+
+  it("treats Ctrl-C and Escape at the prompt as a Deny, never an allow", async () => {
+    expect((await answerWith("\u0003")).reply.answer).toEqual({ _tag: "Deny", reason: "cancelled at the approval prompt" })
+    expect((await answerWith("\u001b")).reply.answer._tag).toBe("Deny")
+  })
+
+  it("is unavailable when the streams are not terminals, so the action is deferred", async () => {
+    const t = io()
+    const result = await Effect.runPromise(Effect.either(makeTerminalApprovalChannel(t).ask(prompt)))
+    expect(Either.isLeft(result) && result.left._tag).toBe("ApprovalUnavailable")
+  })
+
+  it("stops asking when interrupted (the interceptor's approval timeout)", async () => {
+    const t = io()
+    const fiber = Effect.runFork(makeTerminalApprovalChannel(t, { requireTerminal: false }).ask(prompt))
+    await new Promise((r) => setTimeout(r, 50))
+    const exit = await Effect.runPromise(Fiber.interrupt(fiber))
+    expect(Exit.isInterrupted(exit)).toBe(true)
+  })
+
+  it("colours the risk only when asked to", () => {
+    expect(describePrompt(prompt, false)).not.toContain("\u001b[")
+    expect(describePrompt(prompt, true)).toContain("\u001b[31mhigh")
+  })
+})

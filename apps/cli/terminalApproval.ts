@@ -1,0 +1,78 @@
+/**
+ * The ApprovalChannel of a person at a terminal: the action, its resource, its risk and why a human is
+ * asked, then one key: [o] Allow Once, [s] Allow Session, [w] Allow Workspace, [a] Allow Always, [d] Deny.
+ *
+ * Fails closed: Escape or Ctrl-C at the prompt is a Deny with that reason (never an allow); a prompt left
+ * unanswered until the interceptor's approval timeout is aborted, and the interceptor defers the action.
+ * A stream that is not a terminal cannot be asked; the channel then reports itself unavailable, which
+ * defers the action to the queue.
+ */
+import { Effect } from "effect"
+import type { ApprovalAnswer, ApprovalChannelApi, ApprovalPrompt, ApprovalReply } from "../../application/ports/approvalChannel.js"
+import { ApprovalUnavailable } from "../../application/ports/approvalChannel.js"
+
+export interface TerminalIo {
+  readonly input: NodeJS.ReadableStream
+  readonly output: NodeJS.WritableStream
+}
+
+type Key = "o" | "s" | "w" | "a" | "d"
+
+const ANSWERS: Record<Exclude<Key, "d">, ApprovalAnswer> = {
+  o: { _tag: "AllowOnce" },
+  s: { _tag: "AllowSession" },
+  w: { _tag: "AllowWorkspace" },
+  a: { _tag: "AllowAlways" }
+}
+
+const RISK_COLOUR: Record<ApprovalPrompt["risk"], string> = { low: "32", medium: "33", high: "31", critical: "1;31" }
+
+const isTerminal = (s: NodeJS.ReadableStream | NodeJS.WritableStream): boolean => (s as { isTTY?: boolean }).isTTY === true
+
+/** The text shown above the keys; exported so the tests and the docs show the same thing. */
+export const describePrompt = (prompt: ApprovalPrompt, colour: boolean): string => {
+  const risk = colour ? `\u001b[${RISK_COLOUR[prompt.risk]}m${prompt.risk}\u001b[0m` : prompt.risk
+  return [`Approve ${prompt.kind}? ${prompt.summary}`, `  resource: ${prompt.resource}`, `  risk:     ${risk}`, `  why:      ${prompt.reason}`].join("\n")
+}
+
+/**
+ * `requireTerminal` (default true) refuses to ask over streams that are not terminals; tests that drive
+ * the prompt through in-memory streams turn it off.
+ */
+export const makeTerminalApprovalChannel = (io: TerminalIo, options: { readonly requireTerminal?: boolean; readonly approver?: string } = {}): ApprovalChannelApi => {
+  const requireTerminal = options.requireTerminal ?? true
+  const approver = options.approver ?? "terminal"
+  return {
+    name: "terminal",
+    ask: (prompt) =>
+      Effect.gen(function* () {
+        if (requireTerminal && !(isTerminal(io.input) && isTerminal(io.output))) {
+          return yield* Effect.fail(new ApprovalUnavailable({ message: "no terminal to ask (stdin or stdout is not a TTY)" }))
+        }
+        const clack = yield* Effect.promise(() => import("@clack/prompts"))
+        const colour = isTerminal(io.output) && process.env["NO_COLOR"] === undefined
+        const key = yield* Effect.tryPromise({
+          try: (signal) =>
+            clack.selectKey<Key>({
+              message: describePrompt(prompt, colour),
+              options: [
+                { value: "o", label: "Allow Once" },
+                { value: "s", label: "Allow Session", hint: "this action for the rest of the session" },
+                { value: "w", label: "Allow Workspace", hint: "this action in this workspace, every session" },
+                { value: "a", label: "Allow Always", hint: "a signed 1 h capability token" },
+                { value: "d", label: "Deny" }
+              ],
+              input: io.input as never,
+              output: io.output as never,
+              signal
+            }),
+          catch: (e) => new ApprovalUnavailable({ message: `the approval prompt failed: ${e instanceof Error ? e.message : String(e)}` })
+        })
+        if (clack.isCancel(key)) {
+          return { answer: { _tag: "Deny", reason: "cancelled at the approval prompt" }, approver } satisfies ApprovalReply
+        }
+        if (key === "d") return { answer: { _tag: "Deny", reason: "denied at the terminal" }, approver } satisfies ApprovalReply
+        return { answer: ANSWERS[key], approver } satisfies ApprovalReply
+      })
+  }
+}
