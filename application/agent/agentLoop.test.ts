@@ -13,6 +13,7 @@ import { Crypto } from "../ports/crypto.js"
 import { EventStore } from "../ports/eventStore.js"
 import { KeyRing } from "../ports/keyRing.js"
 import { LlmEvent, LlmProvider, type LlmProviderApi, type LlmRequest } from "../ports/llmProvider.js"
+import { BudgetService, BudgetServiceLive } from "../security/budgetService.js"
 import { SecurityInterceptor } from "../security/securityInterceptor.js"
 import type { AnyTool } from "../tools/tool.js"
 import { runTurn, type TurnInput } from "./agentLoop.js"
@@ -245,5 +246,108 @@ describe("runTurn", () => {
     expect(exit._tag === "Failure" && exit.cause._tag === "Fail" ? exit.cause.error._tag : "none").toBe("LlmError")
     const events = await h.events(STREAM)
     expect(events.at(-1)).toMatchObject({ _tag: "MessageRecorded", role: "system", content: expect.stringMatching(/^turn failed: The script test script has 1 turn/) })
+  })
+
+  describe("model calls paid from the budget", () => {
+    const prices = { "test-model": { inputPerMillion: 3_000_000, outputPerMillion: 15_000_000 } }
+    const budgetFor = async (h: Harness) => {
+      const crypto = await makeCrypto()
+      const base = Layer.mergeAll(Layer.succeed(EventStore, h.store), Layer.succeed(Crypto, crypto), IdsLive)
+      return Effect.runPromise(BudgetService.pipe(Effect.provide(Layer.provide(BudgetServiceLive, Layer.provideMerge(EventLogLive({ checkpointEvery: 0 }), base)))))
+    }
+    const limits = { perActionMicros: 1_000_000, perSessionMicros: 5_000_000, perWorkspaceMicros: 20_000_000, warnAtPercent: 0 }
+
+    it("reserves the worst case before each call, commits the actual cost and releases the rest", async () => {
+      const h = await makeHarness()
+      const service = await budgetFor(h)
+      const provider = scripted([
+        { content: [toolCall("list_directory", { path: "." }, "c1")], usage: { input_tokens: 100, output_tokens: 20 } },
+        { content: [{ type: "text", text: "done" }], usage: { input_tokens: 150, output_tokens: 10 } }
+      ])
+      const layer = await services(h, provider)
+      const result = await h.run(
+        Effect.provide(
+          runTurn(turn(h, "list", { prices, maxTokens: 1000, llmBudget: { service, limits, workspaceStream: "astrid-workspace-w1" } })),
+          layer
+        )
+      )
+      expect(result.stopReason).toBe("end_turn")
+      const events = await h.events(STREAM)
+      const reserved = events.filter((e) => e._tag === "BudgetReserved")
+      expect(reserved).toHaveLength(2)
+      // The worst case holds 1000 output tokens at $15 per million, plus the prompt.
+      for (const r of reserved) expect(r._tag === "BudgetReserved" && r.amountMicros).toBeGreaterThan(15_000)
+      expect(events.filter((e) => e._tag === "BudgetCommitted").map((e) => e._tag === "BudgetCommitted" && e.amountMicros)).toEqual([600, 600])
+      expect(events.filter((e) => e._tag === "BudgetReleased").map((e) => e._tag === "BudgetReleased" && e.reason)).toEqual(["actual_lower", "actual_lower"])
+      const session = await Effect.runPromise(service.snapshot(STREAM))
+      expect(session).toMatchObject({ spentMicros: 1200, reservedMicros: 0 })
+      const workspace = await Effect.runPromise(service.snapshot("astrid-workspace-w1"))
+      expect(workspace).toMatchObject({ spentMicros: 1200, reservedMicros: 0 })
+    })
+
+    it("stops the turn before a model call that does not fit the budget; the model is never called", async () => {
+      const h = await makeHarness()
+      const service = await budgetFor(h)
+      const provider = scripted([{ content: [{ type: "text", text: "never" }] }])
+      const layer = await services(h, provider)
+      const notes: Array<string> = []
+      const result = await h.run(
+        Effect.provide(
+          runTurn(
+            turn(h, "hi", {
+              prices,
+              maxTokens: 1000,
+              llmBudget: { service, limits: { ...limits, perActionMicros: 10_000 }, workspaceStream: "astrid-workspace-w1" },
+              observer: { onNote: (t) => notes.push(t) }
+            })
+          ),
+          layer
+        )
+      )
+      expect(result).toEqual({ text: "", steps: 0, stopReason: "budget" })
+      expect(provider.requests).toHaveLength(0)
+      expect(notes[0]).toMatch(/does not fit the budget/)
+      const events = await h.events(STREAM)
+      expect(events.some((e) => e._tag === "BudgetReserved")).toBe(false)
+      expect(events.at(-1)).toMatchObject({ _tag: "MessageRecorded", role: "system" })
+    })
+
+    it("a model with no price reserves nothing", async () => {
+      const h = await makeHarness()
+      const service = await budgetFor(h)
+      const provider = scripted([{ content: [{ type: "text", text: "free" }], usage: { input_tokens: 10, output_tokens: 2 } }])
+      const layer = await services(h, provider)
+      await h.run(Effect.provide(runTurn(turn(h, "hi", { llmBudget: { service, limits, workspaceStream: "astrid-workspace-w1" } })), layer))
+      expect((await h.events(STREAM)).some((e) => e._tag.startsWith("Budget"))).toBe(false)
+    })
+  })
+
+  it("the observer sees the text as it streams, each tool call and its decision", async () => {
+    const h = await makeHarness()
+    writeFileSync(join(h.workspace, "src/a.txt"), "A\n")
+    const provider = scripted([
+      { content: [{ type: "text", text: "Reading." }, toolCall("read_file", { path: "src/a.txt" }, "c1"), toolCall("nope", {}, "c2")] },
+      { content: [{ type: "text", text: "It says **A**." }] }
+    ])
+    const layer = await services(h, provider)
+    const seen: Array<string> = []
+    let text = ""
+    await h.run(
+      Effect.provide(
+        runTurn(
+          turn(h, "read", {
+            observer: {
+              onStep: (n) => seen.push(`step ${n}`),
+              onText: (d) => (text += d),
+              onToolCall: (c) => seen.push(`call ${c.name}`),
+              onToolResult: (c, r) => seen.push(`result ${c.name} ${r.decision?._tag ?? "none"} ${r.ok}`)
+            }
+          })
+        ),
+        layer
+      )
+    )
+    expect(text).toBe("Reading.It says **A**.")
+    expect(seen).toEqual(["step 1", "call read_file", "result read_file Allowed true", "call nope", "result nope none false", "step 2"])
   })
 })

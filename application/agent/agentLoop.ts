@@ -9,7 +9,7 @@
  * valid one for every provider. A failed model call (LlmError) ends the turn with that error after a
  * "system" note saying so; a failed store or interceptor ends it without one (recording would fail too).
  */
-import { Clock, Effect, Stream } from "effect"
+import { Clock, Effect, Exit, Stream } from "effect"
 import { LlmUsageRecorded } from "../../domain/events/budgetEvents.js"
 import { MessageRecorded, SessionStarted } from "../../domain/events/sessionEvents.js"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
@@ -21,7 +21,8 @@ import { EventStore } from "../ports/eventStore.js"
 import { Ids } from "../ports/ids.js"
 import { LlmProvider, type LlmMessage, type LlmRequest, type StopReason } from "../ports/llmProvider.js"
 import { decodeRecorded } from "../streamState.js"
-import { runTool } from "../tools/runTool.js"
+import type { BudgetLimits, BudgetServiceApi, Reservation } from "../security/budgetService.js"
+import { runTool, type ToolResult } from "../tools/runTool.js"
 import { type AnyTool, makeRunContext, type RunContext } from "../tools/tool.js"
 import {
   type AssistantContent,
@@ -36,6 +37,32 @@ import {
 
 export const DEFAULT_MAX_STEPS = 20
 export const DEFAULT_MAX_TOKENS = 8192
+
+/** What a frontend sees of a turn while it runs; every callback is optional and must not throw. */
+export interface TurnObserver {
+  /** A model step begins (1-based). */
+  readonly onStep?: (step: number) => void
+  /** A piece of the model's text, as it streams. */
+  readonly onText?: (delta: string) => void
+  /** The model proposed a tool call; it goes to the interceptor next. */
+  readonly onToolCall?: (call: { readonly id: string; readonly name: string; readonly input: unknown }) => void
+  /** The interceptor's decision and, when the tool ran, its output. */
+  readonly onToolResult?: (call: { readonly id: string; readonly name: string }, result: ToolResult) => void
+  /** A note the loop recorded (why a turn stopped). */
+  readonly onNote?: (text: string) => void
+}
+
+/**
+ * Model calls paid from the budget: before each call the worst case (the prompt's estimated tokens plus
+ * `maxTokens` of output, at the model's price) is reserved on the session and workspace streams like any
+ * other action's cost; after the call the actual cost is committed and the rest released. A model with no
+ * price costs nothing and reserves nothing.
+ */
+export interface LlmBudget {
+  readonly service: BudgetServiceApi
+  readonly limits: BudgetLimits
+  readonly workspaceStream: string
+}
 
 export interface TurnInput {
   readonly principal: string
@@ -54,10 +81,13 @@ export interface TurnInput {
   readonly context?: RunContext
   /** The session that spawned this one (a sub-agent's parent), recorded in SessionStarted. */
   readonly parentSessionId?: string
+  readonly observer?: TurnObserver
+  /** Debit model calls from the budget (see LlmBudget); without it usage is only recorded. */
+  readonly llmBudget?: LlmBudget
 }
 
 /** Why the turn ended: the model's own stop, or the loop's step limit. */
-export type TurnStopReason = Exclude<StopReason, "tool_use"> | "max_steps"
+export type TurnStopReason = Exclude<StopReason, "tool_use"> | "max_steps" | "budget"
 
 export interface TurnResult {
   /** The text of the model's last step. */
@@ -76,6 +106,14 @@ interface Collected {
 }
 
 const emptyCollected: Collected = { text: "", toolCalls: [], inputTokens: 0, outputTokens: 0, stop: null }
+
+/** A generous token count for a request: about 3 characters a token (English runs nearer 4). */
+const estimateInputTokens = (request: LlmRequest): number => {
+  let chars = (request.system ?? "").length
+  for (const m of request.messages) chars += typeof m.content === "string" ? m.content.length : JSON.stringify(m.content).length
+  for (const t of request.tools ?? []) chars += t.name.length + t.description.length + JSON.stringify(t.inputSchema).length
+  return Math.ceil(chars / 3)
+}
 
 export const runTurn = (input: TurnInput) =>
   Effect.gen(function* () {
@@ -97,7 +135,9 @@ export const runTurn = (input: TurnInput) =>
       }))
     const draft = (event: AstridEvent): EventDraft => ({ event, principal: input.principal, sessionId: input.sessionId })
     const append = (drafts: ReadonlyArray<EventDraft>) => log.append(stream, "any", drafts)
-    const note = (text: string) => Effect.flatMap(message("system", text, "trusted"), (d) => append([d]))
+    const observer = input.observer ?? {}
+    const note = (text: string) =>
+      Effect.flatMap(message("system", text, "trusted"), (d) => append([d])).pipe(Effect.tap(() => Effect.sync(() => observer.onNote?.(text))))
 
     const history: Array<AstridEvent> = []
     for (const r of yield* store.readStream(stream)) {
@@ -120,6 +160,30 @@ export const runTurn = (input: TurnInput) =>
     const llmTools = input.tools.map((t) => ({ name: t.name, description: t.description, inputSchema: t.inputSchema }))
     const toolsByName = new Map(input.tools.map((t) => [t.name, t]))
 
+    const budget = input.llmBudget
+    type Held =
+      | { readonly _tag: "Held"; readonly reservation: Reservation | null }
+      | { readonly _tag: "Exceeded"; readonly estimate: number; readonly reason: string; readonly remedy: string }
+    const reserveModelCall = (request: LlmRequest) =>
+      Effect.gen(function* () {
+        if (budget === undefined) return { _tag: "Held", reservation: null } as Held
+        const estimate = usageCost(prices, input.model, { inputTokens: estimateInputTokens(request), outputTokens: request.maxTokens }).microDollars
+        if (estimate === 0) return { _tag: "Held", reservation: null } as Held
+        const now = yield* Clock.currentTimeMillis
+        const outcome = yield* budget.service.reserve({
+          sessionStream: stream,
+          workspaceStream: budget.workspaceStream,
+          actionId: `llm-${ids.uuidv7(now)}`,
+          amountMicros: estimate,
+          limits: budget.limits,
+          principal: input.principal,
+          sessionId: input.sessionId
+        })
+        return outcome._tag === "Reserved"
+          ? ({ _tag: "Held", reservation: outcome.reservation } as Held)
+          : ({ _tag: "Exceeded", estimate, reason: outcome.reason, remedy: outcome.remedy } as Held)
+      })
+
     // Mutable state the interruption handler reads: how far the turn got and which calls await results.
     let steps = 0
     let pending: ReadonlyArray<AssistantContent["toolCalls"][number]> = []
@@ -139,9 +203,16 @@ export const runTurn = (input: TurnInput) =>
           maxTokens: input.maxTokens ?? DEFAULT_MAX_TOKENS,
           ...(input.system === undefined ? {} : { system: input.system })
         }
-        const collected = yield* Stream.runFold(provider.stream(request), emptyCollected, (acc, event): Collected => {
+        observer.onStep?.(steps)
+        const held = yield* reserveModelCall(request)
+        if (held._tag === "Exceeded") {
+          yield* note(`turn stopped: the next model call (up to $${(held.estimate / 1e6).toFixed(4)}) does not fit the budget: ${held.reason} (${held.remedy})`)
+          return { text: lastText, steps: steps - 1, stopReason: "budget" } satisfies TurnResult
+        }
+        const modelCall = Stream.runFold(provider.stream(request), emptyCollected, (acc, event): Collected => {
           switch (event._tag) {
             case "TextDelta":
+              observer.onText?.(event.text)
               return { ...acc, text: acc.text + event.text }
             case "ToolCall":
               return { ...acc, toolCalls: [...acc.toolCalls, { id: event.id, name: event.name, input: event.input }] }
@@ -151,9 +222,26 @@ export const runTurn = (input: TurnInput) =>
               return { ...acc, stop: event.reason }
           }
         })
+        const collected = yield* (held.reservation === null
+          ? modelCall
+          : modelCall.pipe(
+              Effect.onExit((exit) =>
+                exit._tag === "Success" || held.reservation === null || budget === undefined
+                  ? Effect.void
+                  : budget.service.release(held.reservation, Exit.isInterrupted(exit) ? "cancelled" : "failed").pipe(
+                      Effect.catchAll((e) => Effect.logError(`the reservation of a failed model call could not be released: ${e.message}`))
+                    )
+              )
+            ))
         const assistant: AssistantContent = { text: collected.text, toolCalls: collected.toolCalls }
         const usage = { inputTokens: collected.inputTokens, outputTokens: collected.outputTokens }
         const cost = usageCost(prices, input.model, usage)
+        if (held.reservation !== null && budget !== undefined) {
+          const settled = yield* budget.service.commit(held.reservation, cost.microDollars)
+          if (settled.overrunMicros > 0) {
+            yield* Effect.logWarning(`the model call cost ${settled.overrunMicros} micro-dollars more than was reserved; the overrun is recorded, not charged`)
+          }
+        }
         if (!cost.priced && Object.keys(prices).length > 0) {
           yield* Effect.logWarning(`model ${input.model} has no price in the table; its usage is recorded at cost 0`)
         }
@@ -176,14 +264,15 @@ export const runTurn = (input: TurnInput) =>
         for (const call of collected.toolCalls) {
           const tool = toolsByName.get(call.name)
           if (tool === undefined) {
-            results.push({
-              toolCallId: call.id,
-              content: `unknown tool ${call.name}; the tools available are: ${[...toolsByName.keys()].join(", ")}`,
-              isError: true
-            })
+            const content = `unknown tool ${call.name}; the tools available are: ${[...toolsByName.keys()].join(", ")}`
+            observer.onToolCall?.(call)
+            observer.onToolResult?.(call, { ok: false, output: content, truncated: false, decision: null })
+            results.push({ toolCallId: call.id, content, isError: true })
             continue
           }
+          observer.onToolCall?.(call)
           const result = yield* runTool(tool, call.input, { principal: input.principal, sessionId: input.sessionId, context })
+          observer.onToolResult?.(call, result)
           // Only output of a tool that ran is outside data; denials and input errors are the runtime's own words.
           const ran = result.decision !== null && result.decision._tag === "Allowed"
           results.push({ toolCallId: call.id, content: ran ? wrapUntrusted(result.output) : result.output, isError: !result.ok })
