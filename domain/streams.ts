@@ -30,6 +30,8 @@ const named = (kind: string, id: string): StreamName => {
 
 export const sessionStream = (sessionId: string): StreamName => named("session", sessionId)
 export const principalStream = (principal: string): StreamName => named("principal", principal)
+/** An agent's identity (the `spark` tool): one stream per principal. */
+export const identityStream = (principal: string): StreamName => named("identity", principal)
 export const workspaceStream = (workspaceHash: string): StreamName => named("workspace", workspaceHash)
 export const checkpointStream: StreamName = StreamName.make(CHECKPOINT_STREAM)
 export const approvalsStream: StreamName = StreamName.make(APPROVALS_STREAM)

@@ -8,7 +8,7 @@ import { readFileToolErased } from "../../infrastructure/tools/readFile.js"
 import { makeCrypto } from "../../infrastructure/crypto/cryptoLive.js"
 import { IdsLive } from "../../infrastructure/crypto/uuidv7.js"
 import { type Harness, makeHarness, TEST_KEY } from "../../test/securityHarness.js"
-import { EventLogLive } from "../eventLog.js"
+import { EventLog, EventLogLive } from "../eventLog.js"
 import { Crypto } from "../ports/crypto.js"
 import { EventStore } from "../ports/eventStore.js"
 import { KeyRing } from "../ports/keyRing.js"
@@ -17,7 +17,7 @@ import { BudgetService, BudgetServiceLive } from "../security/budgetService.js"
 import { SecurityInterceptor } from "../security/securityInterceptor.js"
 import type { AnyTool } from "../tools/tool.js"
 import { runTurn, type TurnInput } from "./agentLoop.js"
-import { loadConversation, UNTRUSTED_CLOSE, UNTRUSTED_OPEN } from "./conversation.js"
+import { encodeAssistant, loadConversation, UNTRUSTED_CLOSE, UNTRUSTED_OPEN } from "./conversation.js"
 
 /** Keeps every request the loop sends, so tests can compare them with what the log rebuilds. */
 const recording = (provider: LlmProviderApi): LlmProviderApi & { readonly requests: Array<LlmRequest> } => {
@@ -349,5 +349,43 @@ describe("runTurn", () => {
     )
     expect(text).toBe("Reading.It says **A**.")
     expect(seen).toEqual(["step 1", "call read_file", "result read_file Allowed true", "call nope", "result nope none false", "step 2"])
+  })
+
+  it("resuming a session killed mid tool round closes the open calls as interrupted before the next model call", async () => {
+    const h = await makeHarness()
+    const layer = await services(h, scripted([]))
+    await h.run(
+      Effect.provide(
+        Effect.flatMap(EventLog, (log) =>
+          log.append(STREAM, "any", [
+            { principal: "alice", sessionId: "s1", event: { _tag: "SessionStarted", sessionId: "s1", workspace: h.workspace, parentSessionId: null, model: "test-model" } },
+            { principal: "alice", sessionId: "s1", event: { _tag: "MessageRecorded", messageId: "m1", role: "user", content: "run it", inputClassification: "trusted" } },
+            {
+              principal: "alice",
+              sessionId: "s1",
+              event: {
+                _tag: "MessageRecorded",
+                messageId: "m2",
+                role: "assistant",
+                content: encodeAssistant({ text: "", toolCalls: [{ id: "k1", name: "bash", input: { command: "sleep 100" } }] }),
+                inputClassification: "trusted"
+              }
+            }
+          ])
+        ),
+        layer
+      )
+    )
+    const provider = scripted([{ content: [{ type: "text", text: "resumed" }] }])
+    const result = await h.run(Effect.provide(runTurn(turn(h, "are you there?")), await services(h, provider)))
+    expect(result.text).toBe("resumed")
+    const sent = provider.requests[0]?.messages ?? []
+    expect(sent.map((m) => m.role)).toEqual(["user", "assistant", "tool", "user"])
+    expect(sent[2]?.content).toEqual([{ type: "tool_result", toolCallId: "k1", content: expect.stringMatching(/^interrupted: the session stopped/), isError: true }])
+    // The closure is in the log, so a second resume sends the same conversation.
+    const rebuilt = await h.run(Effect.provide(loadConversation("s1"), layer))
+    expect(rebuilt.slice(0, 4)).toEqual(sent)
+    const notes = (await h.events(STREAM)).filter((e) => e._tag === "MessageRecorded" && e.role === "system")
+    expect(notes[0]).toMatchObject({ content: expect.stringMatching(/resumed after an interruption: 1 tool call/) })
   })
 })

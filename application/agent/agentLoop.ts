@@ -9,7 +9,7 @@
  * valid one for every provider. A failed model call (LlmError) ends the turn with that error after a
  * "system" note saying so; a failed store or interceptor ends it without one (recording would fail too).
  */
-import { Clock, Effect, Exit, Stream } from "effect"
+import { Clock, Effect, Either, Exit, Schema, Stream } from "effect"
 import { LlmUsageRecorded } from "../../domain/events/budgetEvents.js"
 import { MessageRecorded, SessionStarted } from "../../domain/events/sessionEvents.js"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
@@ -25,7 +25,7 @@ import type { BudgetLimits, BudgetServiceApi, Reservation } from "../security/bu
 import { runTool, type ToolResult } from "../tools/runTool.js"
 import { type AnyTool, makeRunContext, type RunContext } from "../tools/tool.js"
 import {
-  type AssistantContent,
+  AssistantContent,
   assistantMessage,
   conversationFromEvents,
   encodeAssistant,
@@ -115,6 +115,22 @@ const estimateInputTokens = (request: LlmRequest): number => {
   return Math.ceil(chars / 3)
 }
 
+const decodeAssistantContent = Schema.decodeUnknownEither(Schema.parseJson(AssistantContent))
+
+/** Tool calls of the last assistant message that have no tool results after them. */
+export const openToolCalls = (history: ReadonlyArray<AstridEvent>): ReadonlyArray<AssistantContent["toolCalls"][number]> => {
+  for (let i = history.length - 1; i >= 0; i--) {
+    const e = history[i]
+    if (e === undefined || e._tag !== "MessageRecorded") continue
+    if (e.role === "tool" || e.role === "user") return []
+    if (e.role === "assistant") {
+      const decoded = decodeAssistantContent(e.content)
+      return Either.isRight(decoded) ? decoded.right.toolCalls : []
+    }
+  }
+  return []
+}
+
 export const runTurn = (input: TurnInput) =>
   Effect.gen(function* () {
     const log = yield* EventLog
@@ -144,8 +160,26 @@ export const runTurn = (input: TurnInput) =>
       const e = decodeRecorded(r)
       if (e !== undefined) history.push(e)
     }
-    const messages: Array<LlmMessage> = [...conversationFromEvents(history)]
     const isNew = !history.some((e) => e._tag === "SessionStarted")
+    // A process killed in the middle of a tool round leaves tool calls without results, which no provider
+    // accepts. Close them first, in the log, saying why; the audit log shows whether each one ran.
+    const open = openToolCalls(history)
+    if (open.length > 0) {
+      const closed: ToolResultsContent = {
+        results: open.map((c) => ({
+          toolCallId: c.id,
+          content: `interrupted: the session stopped (the process ended) before the result of this ${c.name} call was recorded; check before repeating it`,
+          isError: true
+        }))
+      }
+      const drafts = [
+        yield* message("tool", encodeToolResults(closed), "trusted"),
+        yield* message("system", `session resumed after an interruption: ${open.length} tool call(s) had no recorded result and were closed as interrupted`, "trusted")
+      ]
+      yield* append(drafts)
+      for (const d of drafts) history.push(d.event)
+    }
+    const messages: Array<LlmMessage> = [...conversationFromEvents(history)]
 
     const userDrafts: Array<EventDraft> = []
     if (isNew) {

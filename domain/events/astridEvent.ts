@@ -3,6 +3,7 @@
  * `type` and the other fields as its `data`.
  */
 import { Schema } from "effect"
+import { IdentityEvolved, SubAgentFinished, SubAgentStarted } from "./agentEvents.js"
 import { ActionAllowed, ActionDeferred, ActionDenied, ActionProposed, ToolResultRecorded } from "./actionEvents.js"
 import {
   AllowanceGranted,
@@ -40,7 +41,10 @@ export const AstridEvent = Schema.Union(
   BudgetReserved,
   BudgetCommitted,
   BudgetReleased,
-  LlmUsageRecorded
+  LlmUsageRecorded,
+  SubAgentStarted,
+  SubAgentFinished,
+  IdentityEvolved
 )
 export type AstridEvent = typeof AstridEvent.Type
 export type EventType = AstridEvent["_tag"]

@@ -1,4 +1,5 @@
 export * from "./actionEvents.js"
+export * from "./agentEvents.js"
 export * from "./approvalEvents.js"
 export * from "./auditEvents.js"
 export * from "./budgetEvents.js"

@@ -23,6 +23,11 @@ export const FinancialTransaction = Schema.TaggedStruct("financial_transaction",
 export const AccessControlChange = Schema.TaggedStruct("access_control_change", { target: Schema.String, change: Schema.String })
 export const CapabilityGrant = Schema.TaggedStruct("capability_grant", { resource: Schema.String, permissions: Schema.Array(Schema.String) })
 export const SubAgentSpawn = Schema.TaggedStruct("subagent_spawn", { task: Schema.String })
+/** The agent's own identity (the `spark` tool): a read without `changes`, an evolution with them. */
+export const AgentIdentity = Schema.TaggedStruct("agent_identity", {
+  principal: Schema.String,
+  changes: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+})
 
 export const ActionRequest = Schema.Union(
   FileRead,
@@ -38,7 +43,8 @@ export const ActionRequest = Schema.Union(
   FinancialTransaction,
   AccessControlChange,
   CapabilityGrant,
-  SubAgentSpawn
+  SubAgentSpawn,
+  AgentIdentity
 )
 export type ActionRequest = typeof ActionRequest.Type
 export type ActionKind = ActionRequest["_tag"]

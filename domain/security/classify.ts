@@ -14,6 +14,7 @@
  *   access_control_change                  acl://target
  *   capability_grant                       grant://resource
  *   subagent_spawn                         agent://spawn
+ *   agent_identity                         identity://principal
  *
  * Risk, shown to the approver (the policy and the workspace boundary decide; risk only informs):
  *   kind                      inside workspace   outside    permission
@@ -32,6 +33,8 @@
  *   data_transmission         high (data leaves the machine)        transmit
  *   mcp_tool_call             medium                                invoke
  *   subagent_spawn            medium                                spawn
+ *   agent_identity            read low, evolve medium (it shapes    read / write
+ *                             future system prompts)
  *   financial_transaction     critical, always asks a human         transact
  *   access_control_change     critical, always asks a human         admin
  *   capability_grant          critical, always asks a human         grant
@@ -170,6 +173,12 @@ export const classify = (request: ActionRequest, ctx: ClassifyContext): Classifi
       }
     case "subagent_spawn":
       return { ...base, resource: "agent://spawn", permission: "spawn", risk: "medium", summary: `spawn a sub-agent: ${show(request.task)}` }
+    case "agent_identity": {
+      const resource = `identity://${request.principal}`
+      if (request.changes === undefined) return { ...base, resource, permission: "read", risk: "low", summary: `read the agent identity of ${show(request.principal)}` }
+      const changes = Object.entries(request.changes).map(([field, value]) => `${field} = ${JSON.stringify(value)}`)
+      return { ...base, resource, permission: "write", risk: "medium", summary: `evolve the agent identity of ${show(request.principal)}: ${show(changes.join(", "))}` }
+    }
   }
 }
 

@@ -129,6 +129,7 @@ export const evaluatePolicy = (policy: SecurityPolicy, action: ClassifiedAction)
     case "access_control_change":
     case "capability_grant":
     case "subagent_spawn":
+    case "agent_identity":
       break
   }
 

@@ -11,6 +11,8 @@
  *   file action outside, escape=deny   deny    deny     deny
  *   file action outside, escape=ask    ask     ask      ask
  *   file action outside, escape=allow  ask     as inside (read pass, write/delete ask)   pass
+ *   agent identity read (spark)        ask     pass     pass
+ *   agent identity evolve (spark)      ask     ask      pass
  *   anything else (exec, network, MCP, capsule http/process, transmission, spawn)
  *                                      ask     ask      ask
  *   financial, access control, capability grant: always ask (they are alwaysAsk)
@@ -39,6 +41,8 @@ const fileAccess = (action: ClassifiedAction): FileAccess | null => {
       return "modify"
     case "capsule_file":
       return request.write ? "modify" : "read"
+    case "agent_identity":
+      return request.changes === undefined ? "read" : "modify"
     default:
       return null
   }
@@ -58,6 +62,8 @@ const insideVerdict = (mode: WorkspaceMode, access: FileAccess): BoundaryVerdict
 export const boundaryVerdict = (mode: WorkspaceMode, escapePolicy: EscapePolicy, action: ClassifiedAction): BoundaryVerdict => {
   const access = fileAccess(action)
   if (access === null || action.alwaysAsk) return "ask"
+  // The agent's identity is its own state, never outside anything: judged like a file inside the workspace.
+  if (action.kind === "agent_identity") return insideVerdict(mode, access)
   if (action.insideWorkspace === true) return insideVerdict(mode, access)
   switch (escapePolicy) {
     case "deny":
