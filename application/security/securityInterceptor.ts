@@ -18,7 +18,7 @@ import { allowanceCovers } from "../../domain/security/allowance.js"
 import { escapeCommandPattern, escapeGlob, globMatch } from "../../domain/security/glob.js"
 import { approvalsStream, sessionStream, workspaceStream } from "../../domain/streams.js"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
-import type { ApprovalScope } from "../../domain/events/approvalEvents.js"
+import type { ApprovalScope, DeferredToolCall } from "../../domain/events/approvalEvents.js"
 import { ActionRequest as ActionRequestSchema } from "../../domain/security/action.js"
 import { decideResolve, evolveQueue, initialQueueState, pendingFor as pendingOf, type QueuedAction, type QueueState } from "../../domain/security/deferral.js"
 import { EventLog, type EventDraft } from "../eventLog.js"
@@ -56,6 +56,8 @@ export interface Proposal {
   readonly actionId?: string
   /** Queue priority if the action has to be deferred (higher first). */
   readonly priority?: number
+  /** The tool call behind the request, kept with a deferral so that a worker can run it once approved. */
+  readonly toolCall?: DeferredToolCall
 }
 
 export type Decision =
@@ -191,7 +193,7 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         const resolved = resolution?._tag === "Right" ? resolution.right : undefined
         const action = classify(p.request, { workspaceRoot: root.canonical, ...(resolved === undefined ? {} : { canonicalPath: resolved.canonical }) })
         const session = sessionStream(p.sessionId)
-        const workspace = workspaceStream(crypto.blake3Hex(`astrid/workspace/${root.canonical}`).slice(0, 32))
+        const workspace = workspaceStreamOf(crypto.blake3Hex, root.canonical)
         const meta = { principal: p.principal, sessionId: p.sessionId, correlationId: actionId }
         const draft = (event: AstridEvent, classification: "trusted" | "untrusted" = "trusted"): EventDraft => ({ ...meta, event, classification })
 
@@ -318,7 +320,8 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
                   priority: p.priority ?? riskPriority(action),
                   summary: action.summary,
                   risk: action.risk,
-                  reason
+                  reason,
+                  ...(p.toolCall === undefined ? {} : { toolCall: p.toolCall })
                 }
               }
             ])
@@ -513,7 +516,7 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         if (boundaryVerdict(settings.workspaceMode, settings.escapePolicy, action) === "deny") {
           return yield* denied("policy", `${action.summary}: outside the workspace, and escape_policy is deny`, null)
         }
-        const workspace = workspaceStream(crypto.blake3Hex(`astrid/workspace/${root.canonical}`).slice(0, 32))
+        const workspace = workspaceStreamOf(crypto.blake3Hex, root.canonical)
         const reserved = yield* budget
           .reserve({
             sessionStream: session,
@@ -545,6 +548,10 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
  */
 export const allowancePatternOf = (action: ClassifiedAction): string =>
   action.request._tag === "command_exec" ? escapeCommandPattern(action.request.command) : escapeGlob(action.resource)
+
+/** The stream of a workspace's budget and allowances, named by a hash of its canonical root. */
+export const workspaceStreamOf = (blake3Hex: (text: string) => string, canonicalRoot: string): string =>
+  workspaceStream(blake3Hex(`astrid/workspace/${canonicalRoot}`).slice(0, 32))
 
 const riskPriority = (action: ClassifiedAction): number =>
   action.risk === "critical" ? 3 : action.risk === "high" ? 2 : action.risk === "medium" ? 1 : 0

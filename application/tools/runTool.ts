@@ -46,7 +46,8 @@ export const runTool = (tool: AnyTool, input: unknown, call: ToolInvocation): Ef
     const workspaceRoot = call.context.workspaceRoot
     const request = prepared.right.request({ workspaceRoot, cwd })
     const guarded = yield* interceptor.guard(
-      { principal: call.principal, sessionId: call.sessionId, workspaceRoot, request, estimatedCostMicros: 0 },
+      // The tool call goes with the proposal so that, if it is deferred, a worker can run it once approved.
+      { principal: call.principal, sessionId: call.sessionId, workspaceRoot, request, estimatedCostMicros: 0, toolCall: { tool: tool.name, input } },
       () =>
         Effect.gen(function* () {
           const started = yield* Clock.currentTimeMillis

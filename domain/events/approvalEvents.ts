@@ -36,8 +36,17 @@ export const AllowanceGranted = Schema.TaggedStruct("AllowanceGranted", {
 })
 
 /**
+ * The tool call behind a deferred action: the tool's name and the input the model gave it (which decoded),
+ * so that a worker can run exactly what was judged once the action is approved.
+ */
+export const DeferredToolCall = Schema.Struct({ tool: Schema.String, input: Schema.Unknown })
+export type DeferredToolCall = typeof DeferredToolCall.Type
+
+/**
  * A deferred action entered the queue (on the approvals stream). It carries everything needed to
- * re-check the action when someone resolves it: the principal, workspace and the request itself.
+ * re-check the action when someone resolves it: the principal, workspace and the request itself, and,
+ * for a tool call, what a worker runs once it is approved. `toolCall` is optional only so that events
+ * written before it existed still decode.
  */
 export const DeferredActionQueued = Schema.TaggedStruct("DeferredActionQueued", {
   requestId: Schema.String,
@@ -50,7 +59,8 @@ export const DeferredActionQueued = Schema.TaggedStruct("DeferredActionQueued", 
   priority: Schema.Int,
   summary: Schema.String,
   risk: Schema.String,
-  reason: Schema.Literal("no_channel", "channel_unavailable", "timeout")
+  reason: Schema.Literal("no_channel", "channel_unavailable", "timeout"),
+  toolCall: Schema.optionalWith(DeferredToolCall, { exact: true })
 })
 
 /** A queued action was resolved, once (I2). */
@@ -60,4 +70,15 @@ export const DeferredActionResolved = Schema.TaggedStruct("DeferredActionResolve
   scope: Schema.NullOr(ApprovalScope),
   resolver: Schema.String,
   reason: Schema.NullOr(Schema.String)
+})
+
+/**
+ * A worker took an approved deferred action to run it. Appended on the approvals stream at the revision
+ * the worker read, so of two workers racing only one claims it: the action runs at most once (I2), and its
+ * result is the ToolResultRecorded with the same actionId on the session stream.
+ */
+export const DeferredActionClaimed = Schema.TaggedStruct("DeferredActionClaimed", {
+  requestId: Schema.String,
+  actionId: Schema.String,
+  worker: Schema.String
 })

@@ -10,6 +10,7 @@ import {
   ApprovalGranted,
   ApprovalRefused,
   ApprovalRequested,
+  DeferredActionClaimed,
   DeferredActionQueued,
   DeferredActionResolved
 } from "./approvalEvents.js"
@@ -35,6 +36,7 @@ export const AstridEvent = Schema.Union(
   AllowanceGranted,
   DeferredActionQueued,
   DeferredActionResolved,
+  DeferredActionClaimed,
   CapabilityTokenGranted,
   CapabilityTokenUsed,
   CapabilityTokenRevoked,
