@@ -87,7 +87,7 @@ export const sessions = defineTable({
   },
   primaryKey: ["session_id"],
   indexes: [
-    ["principal", "first_position"],
+    ["principal", "started_at"],
     ["principal", "status", "last_activity_at"]
   ]
 })
@@ -238,18 +238,18 @@ export interface SessionFilter {
   readonly includeDeleted?: boolean
 }
 
-/** A principal's sessions, newest first (by when they started in the log). */
+/** A principal's sessions, newest first (by when they started; the later in the log among equal times). */
 export const listSessions = (db: ProjectionStoreApi, filter: SessionFilter): Effect.Effect<ReadonlyArray<SessionRow>, ProjectionError> =>
   filter.includeDeleted === true
-    ? db.select(sessions, `SELECT * FROM sessions WHERE principal = ? ORDER BY first_position DESC`, [filter.principal])
-    : db.select(sessions, `SELECT * FROM sessions WHERE principal = ? AND status <> 'deleted' ORDER BY first_position DESC`, [filter.principal])
+    ? db.select(sessions, `SELECT * FROM sessions WHERE principal = ? ORDER BY started_at DESC, first_position DESC`, [filter.principal])
+    : db.select(sessions, `SELECT * FROM sessions WHERE principal = ? AND status <> 'deleted' ORDER BY started_at DESC, first_position DESC`, [filter.principal])
 
 export const getSession = (db: ProjectionStoreApi, sessionId: string): Effect.Effect<Option.Option<SessionRow>, ProjectionError> =>
   db.select(sessions, `SELECT * FROM sessions WHERE session_id = ?`, [sessionId]).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
 
 /** A principal's sessions (deleted ones too) whose id starts with `prefix`. */
 export const sessionsByPrefix = (db: ProjectionStoreApi, principal: string, prefix: string): Effect.Effect<ReadonlyArray<SessionRow>, ProjectionError> =>
-  db.select(sessions, `SELECT * FROM sessions WHERE principal = ? AND substr(session_id, 1, ?) = ? ORDER BY first_position DESC`, [
+  db.select(sessions, `SELECT * FROM sessions WHERE principal = ? AND substr(session_id, 1, ?) = ? ORDER BY started_at DESC, first_position DESC`, [
     principal,
     prefix.length,
     prefix
