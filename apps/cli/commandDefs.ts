@@ -40,7 +40,7 @@ const sessionsCleanup = Command.make(
   "cleanup",
   {
     olderThan: Options.integer("older-than").pipe(
-      Options.withDescription("delete sessions with no activity for this many days"),
+      Options.withDescription("delete sessions with no activity for this many days (default 30)"),
       Options.withDefault(30)
     ),
     dryRun: Options.boolean("dry-run").pipe(Options.withDescription("only list what would be deleted")),
