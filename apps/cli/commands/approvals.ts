@@ -1,7 +1,8 @@
 /**
  * `astrid approvals list|approve|deny`: the deferred-approval queue. Approving re-runs policy and budget
- * for the action's own workspace before it is allowed (I2); only the principal who proposed an action
- * can see or resolve it (I7).
+ * for the action's own workspace before it is allowed (I2), then runs the approved tool call once, right
+ * away, unless `--no-run` leaves it to `astrid worker`; only the principal who proposed an action can see
+ * or resolve it (I7).
  */
 import { Effect } from "effect"
 import type { Decision } from "../../../application/security/securityInterceptor.js"
@@ -11,6 +12,7 @@ import { dim, green, printJson, printLines, red, table } from "../output.js"
 import { currentPrincipal } from "../principal.js"
 import { config } from "../runtime.js"
 import { securityFor } from "../securityRuntime.js"
+import { describeExecution, executionJson, workerFrom } from "./worker.js"
 
 const entryJson = (q: QueuedAction) => ({
   requestId: q.requestId,
@@ -67,7 +69,7 @@ const findEntry = (entries: ReadonlyArray<QueuedAction>, id: string) =>
 const describe = (d: Decision): ReadonlyArray<string> => {
   switch (d._tag) {
     case "Allowed":
-      return [green(`allowed: ${d.action.summary} (${d.proof})`), dim("a worker (or the session, when it resumes) runs it")]
+      return [green(`allowed: ${d.action.summary} (${d.proof})`)]
     case "Denied":
       return [red(`denied at the ${d.stage} stage: ${d.reason}`), ...(d.remedy === null ? [] : [dim(d.remedy)])]
     case "Deferred":
@@ -75,30 +77,48 @@ const describe = (d: Decision): ReadonlyArray<string> => {
   }
 }
 
-const resolve = (id: string, answer: { readonly _tag: "Approve"; readonly scope: "once" | "session" | "workspace" | "always" } | { readonly _tag: "Deny"; readonly reason: string | null }, json: boolean) =>
+const resolve = (
+  id: string,
+  answer: { readonly _tag: "Approve"; readonly scope: "once" | "session" | "workspace" | "always" } | { readonly _tag: "Deny"; readonly reason: string | null },
+  json: boolean,
+  run: boolean
+) =>
   Effect.scoped(
     Effect.gen(function* () {
       const cfg = yield* config
       const entry = yield* findEntry(yield* pending(cfg), id)
       // Settings of the action's own workspace, so its config can tighten the re-check.
-      const { interceptor } = yield* securityFor(cfg, entry.workspace)
+      const security = yield* securityFor(cfg, entry.workspace)
       const principal = currentPrincipal()
-      const decision = yield* asCli(interceptor.resolveDeferred({ requestId: entry.requestId, principal, resolver: principal, answer }))
+      const decision = yield* asCli(security.interceptor.resolveDeferred({ requestId: entry.requestId, principal, resolver: principal, answer }))
+      // Approved and asked to run: the worker claims it (so no other worker runs it too) and runs it now.
+      const execution =
+        decision._tag === "Allowed" && run && entry.toolCall !== undefined
+          ? yield* asCli((yield* workerFrom(cfg, security)).execute({ requestId: entry.requestId, principal, decision }))
+          : undefined
       if (json) {
         return yield* printJson({
           requestId: entry.requestId,
           actionId: decision.actionId,
           decision: decision._tag,
           ...(decision._tag === "Denied" ? { stage: decision.stage, reason: decision.reason } : {}),
-          ...(decision._tag === "Allowed" ? { proof: decision.proof } : {})
+          ...(decision._tag === "Allowed" ? { proof: decision.proof } : {}),
+          ...(execution === undefined ? {} : { execution: executionJson(execution) })
         })
       }
-      yield* printLines(`${entry.requestId}: ${entry.summary}`, ...describe(decision))
+      const next =
+        decision._tag !== "Allowed" || execution !== undefined
+          ? []
+          : entry.toolCall === undefined
+            ? [dim("it was queued without a tool call, so nothing here can run it; the session that proposed it can, when it resumes")]
+            : [dim("not run yet (--no-run); 'astrid worker --once' runs it")]
+      yield* printLines(`${entry.requestId}: ${entry.summary}`, ...describe(decision), ...(execution === undefined ? [] : describeExecution(execution)), ...next)
     })
   )
 
-export const approve = (args: { readonly id: string; readonly scope: "once" | "session" | "workspace" | "always"; readonly json: boolean }) =>
-  resolve(args.id, { _tag: "Approve", scope: args.scope }, args.json)
+/** Approves a deferred action and, unless `run` is false, runs it right away (once). */
+export const approve = (args: { readonly id: string; readonly scope: "once" | "session" | "workspace" | "always"; readonly json: boolean; readonly run?: boolean }) =>
+  resolve(args.id, { _tag: "Approve", scope: args.scope }, args.json, args.run ?? true)
 
 export const deny = (args: { readonly id: string; readonly reason: string | null; readonly json: boolean }) =>
-  resolve(args.id, { _tag: "Deny", reason: args.reason }, args.json)
+  resolve(args.id, { _tag: "Deny", reason: args.reason }, args.json, false)

@@ -1,0 +1,104 @@
+/**
+ * `astrid approvals approve` (running the action by default, or not with --no-run) and `astrid worker --once`
+ * handlers, run in-process against a real SQLite file in a temporary ASTRID_HOME, with tool calls deferred
+ * by the real interceptor and run for real in a temporary workspace (the commands are wired into main.ts
+ * separately; the bin's own tests cover wiring).
+ */
+import { Effect } from "effect"
+import { existsSync, readFileSync, rmSync } from "node:fs"
+import { join } from "node:path"
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest"
+import { SecurityInterceptor } from "../../../application/security/securityInterceptor.js"
+import { runTool } from "../../../application/tools/runTool.js"
+import { makeRunContext } from "../../../application/tools/tool.js"
+import { generateKey, loadKeyRing } from "../../../infrastructure/keys/keyFiles.js"
+import { bashToolErased } from "../../../infrastructure/tools/bash.js"
+import { writeFileToolErased } from "../../../infrastructure/tools/writeFile.js"
+import { makeHarness } from "../../../test/securityHarness.js"
+import { tempHome } from "../../../test/seedStore.js"
+import { approve, deny } from "./approvals.js"
+import { worker } from "./worker.js"
+
+const homes: Array<string> = []
+afterAll(() => {
+  for (const h of homes) rmSync(h, { recursive: true, force: true })
+})
+
+let output = ""
+// The CLI's config captured the process.env object itself, so keys are restored on it, never replaced.
+const ENV_KEYS = ["ASTRID_HOME", "ASTRID_PRINCIPAL", "NO_COLOR"] as const
+const savedEnv = new Map(ENV_KEYS.map((k) => [k, process.env[k]]))
+beforeEach(() => {
+  output = ""
+  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+    output += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk)
+    return true
+  })
+})
+afterEach(() => {
+  vi.restoreAllMocks()
+  for (const [k, v] of savedEnv) {
+    if (v === undefined) delete process.env[k]
+    else process.env[k] = v
+  }
+})
+
+/** A home whose queue holds alice's tool calls, deferred because nobody could be asked. */
+const deferredHome = async (calls: ReadonlyArray<{ readonly tool: typeof bashToolErased; readonly input: unknown }>) => {
+  const home = tempHome()
+  homes.push(home)
+  process.env["ASTRID_HOME"] = home
+  process.env["ASTRID_PRINCIPAL"] = "alice"
+  process.env["NO_COLOR"] = "1"
+  await Effect.runPromise(Effect.orDie(generateKey(home, false, Date.now())))
+  const key = await Effect.runPromise(Effect.orDie(loadKeyRing(home)))
+  const h = await makeHarness({ sqlitePath: join(home, "astrid.db"), keyRing: key, trustedIssuers: new Map([[key.keyId, key.publicKeyHex]]) })
+  const requestIds: Array<string> = []
+  for (const call of calls) {
+    const context = await Effect.runPromise(makeRunContext(h.workspace))
+    const result = await h.run(Effect.provideService(runTool(call.tool, call.input, { principal: "alice", sessionId: "s1", context }), SecurityInterceptor, h.interceptor))
+    if (result.decision?._tag !== "Deferred") throw new Error("expected a deferral")
+    requestIds.push(result.decision.requestId)
+  }
+  return { home, workspace: h.workspace, requestIds }
+}
+
+const jsonOutput = (): unknown => JSON.parse(output)
+
+describe("approve, then run", () => {
+  it("approve runs the approved command once and prints its result", async () => {
+    const { workspace, requestIds } = await deferredHome([{ tool: bashToolErased, input: { command: "echo built > artifact.txt && cat artifact.txt" } }])
+    const [id] = requestIds
+    if (id === undefined) throw new Error("no request")
+    await Effect.runPromise(approve({ id, scope: "once", json: false }))
+    expect(output).toContain(`${id}: run: echo built > artifact.txt && cat artifact.txt`)
+    expect(output).toMatch(/allowed: run: echo built .* \(approved \(once\) by alice\)\nran bash: run: echo built .* \(ok, \d+ ms\), result recorded in session s1\n\s+built\n\s+\[exit code: 0\]/)
+    expect(readFileSync(join(workspace, "artifact.txt"), "utf8")).toBe("built\n")
+    output = ""
+    await Effect.runPromise(worker({ once: true, json: true }))
+    expect(jsonOutput()).toEqual([])
+  })
+
+  it("approve --no-run leaves it to the worker, which runs it once; a denied action never runs", async () => {
+    const { workspace, requestIds } = await deferredHome([
+      { tool: writeFileToolErased, input: { path: "later.txt", content: "from the worker\n" } },
+      { tool: writeFileToolErased, input: { path: "never.txt", content: "no\n" } }
+    ])
+    const [later, never] = requestIds
+    if (later === undefined || never === undefined) throw new Error("no requests")
+    await Effect.runPromise(approve({ id: later, scope: "once", json: true, run: false }))
+    expect(jsonOutput()).toMatchObject({ requestId: later, decision: "Allowed" })
+    expect(jsonOutput()).not.toHaveProperty("execution")
+    expect(existsSync(join(workspace, "later.txt"))).toBe(false)
+    output = ""
+    await Effect.runPromise(deny({ id: never, reason: "not today", json: true }))
+    output = ""
+    await Effect.runPromise(worker({ once: true, json: true }))
+    expect(jsonOutput()).toEqual([expect.objectContaining({ requestId: later, status: "ran", tool: "write_file", ok: true })])
+    expect(readFileSync(join(workspace, "later.txt"), "utf8")).toBe("from the worker\n")
+    expect(existsSync(join(workspace, "never.txt"))).toBe(false)
+    output = ""
+    await Effect.runPromise(worker({ once: true, json: false }))
+    expect(output).toBe("no approved actions waiting to run for alice\n")
+  })
+})
