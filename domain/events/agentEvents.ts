@@ -23,7 +23,7 @@ export const SubAgentStarted = Schema.TaggedStruct("SubAgentStarted", {
   reservationId: Schema.String
 })
 
-export const SubAgentOutcome = Schema.Literal("completed", "max_steps", "timed_out", "failed", "cancelled")
+export const SubAgentOutcome = Schema.Literal("completed", "max_steps", "budget", "timed_out", "failed", "cancelled")
 export type SubAgentOutcome = typeof SubAgentOutcome.Type
 
 /** The child's turn ended; `costMicros` is what it spent, committed on the parent's reservation. */
