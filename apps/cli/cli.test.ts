@@ -307,20 +307,24 @@ describe("bundles", () => {
 })
 
 describe("astrid demo", () => {
-  it("runs offline through the real interceptor and shows tampering caught", () => {
+  it("runs a scripted agent offline through the real interceptor and the worker, and shows tampering caught", () => {
     const home = tempHome()
     chmodSync(home, 0o700)
     const r = astrid(home, ["demo"])
     expect(r.code).toBe(0)
     const out = r.stdout
-    expect(out).toMatch(/read README\.md inside the workspace\n\s+-> allowed \(policy\)/)
-    expect(out).toMatch(/sudo rm -rf \/var\/cache'\n\s+-> denied at the policy stage/)
-    expect(out).toMatch(/answers Allow Always\n\s+-> allowed \(approved \(always\) by demo-script\)/)
-    expect(out).toMatch(/nobody is asked\n\s+-> allowed \(token\)/)
-    expect(out).toMatch(/-> denied at the budget stage/)
+    expect(out).toContain("there is no terminal to ask, so the demo's own script answers them")
+    expect(out).toMatch(/the agent calls read_file \{"path":"README\.md"\}\n\s+-> allowed \(policy\)\n\s+proof: ActionAllowed \(PolicyAllowed workspace\.guided\) at astrid-session-demo-1@\d+/)
+    expect(out).toMatch(/the agent calls bash \{"command":"sudo rm -rf \/var\/cache"\}\n\s+-> denied at the policy stage/)
+    expect(out).toMatch(/answers Allow Always \(no terminal\)\n\s+-> allowed \(approved \(always\) by demo-script\)/)
+    expect(out).toMatch(/-> allowed \(token\)\n\s+proof: ActionAllowed \(TokenCovered by token/)
+    expect(out).toMatch(/estimates this at \$2\.00; the per-action limit is \$1\.00\n\s+-> denied at the budget stage/)
     expect(out).toMatch(/-> deferred to the approval queue \(no channel\)/)
-    expect(out).toMatch(/checked again\n\s+-> allowed \(approved \(once\) by alice\)/)
-    expect(out).toMatch(/4\. astrid audit verify\n\s+intact: \d+ events in 6 streams, 1 checkpoint\(s\), 0 issues/)
+    expect(out).toMatch(/checked again first:\n.*answers Allow Once.*\n\s+-> allowed \(approved \(once\) by alice\)/)
+    expect(out).toMatch(/ran bash: run: echo 'v0\.1\.0 shipped' > RELEASE\.txt .* \(ok, \d+ ms\)[^\n]*\n\s+v0\.1\.0 shipped\n/)
+    expect(out).toMatch(/a second run is refused: .* it runs only once/)
+    expect(out).toMatch(/\| \[Astrid runtime notice, not a message from the user\][^\n]*\n\s+\| <untrusted tool output>\n\s+\| v0\.1\.0 shipped/)
+    expect(out).toMatch(/7\. astrid audit verify\n\s+intact: \d+ events in \d+ streams, 1 checkpoint\(s\), 0 issues/)
     expect(out).toMatch(/hash_mismatch at astrid-session-demo-1@\d+/)
     expect(out).toMatch(/truncated_stream at astrid-session-demo-1@\d+/)
   })

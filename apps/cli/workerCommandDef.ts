@@ -1,6 +1,6 @@
 /**
- * Command definitions for `astrid worker` and `astrid approvals` (whose `approve` runs the approved action
- * unless `--no-run`). Implementations are imported when a command runs, as in main.ts, so `--help` stays
+ * Command definitions for `astrid worker`, `astrid approvals` (whose `approve` runs the approved action
+ * unless `--no-run`) and `astrid demo` (with `--yes`). Implementations are imported when a command runs, as in main.ts, so `--help` stays
  * light.
  */
 import { Args, Command, Options } from "@effect/cli"
@@ -9,6 +9,7 @@ import { Effect, Option } from "effect"
 const json = Options.boolean("json").pipe(Options.withDescription("print JSON for scripts instead of text"))
 
 const approvals = () => import("./commands/approvals.js")
+const demo = () => import("./commands/demo.js")
 const workerModule = () => import("./commands/worker.js")
 
 export const workerCommand = Command.make(
@@ -48,4 +49,18 @@ const approvalsDeny = Command.make(
 export const approvalsCommand = Command.make("approvals").pipe(
   Command.withDescription("the queue of actions deferred because nobody could be asked"),
   Command.withSubcommands([approvalsList, approvalsApprove, approvalsDeny])
+)
+
+/** Replaces the `demo` command of main.ts: the same, with `--yes` to answer approvals from the demo's script at a terminal too. */
+export const demoCommand = Command.make(
+  "demo",
+  {
+    keep: Options.boolean("keep").pipe(Options.withDescription("keep the demo's temporary ASTRID_HOME and print its path")),
+    yes: Options.boolean("yes").pipe(Options.withDescription("do not ask: the demo's script answers the approvals, even at a terminal"))
+  },
+  (a) => Effect.promise(demo).pipe(Effect.flatMap((m) => m.run(a)))
+).pipe(
+  Command.withDescription(
+    "an offline tour: a scripted agent's tool calls through the real interceptor (policy, token, budget, approval, deferral and the worker), then checkpoint, verify, tamper, catch it"
+  )
 )

@@ -1,26 +1,35 @@
 /**
- * `astrid demo`: an offline tour in a temporary ASTRID_HOME. A scripted agent proposes actions to the
- * real SecurityInterceptor (policy, tokens, budget, approvals, audit); the answers a person would give
- * come from the demo's own script, and it says so. Then the log is checkpointed, verified, exported and
- * verified offline, and tampered copies are caught.
+ * `astrid demo`: an offline tour in a temporary ASTRID_HOME and workspace. An agent driven by the scripted
+ * provider (its turns are built below, no network) runs real turns with the built-in tools through the real
+ * SecurityInterceptor: a read inside the workspace passes, `sudo` is blocked by policy, a write outside the
+ * workspace asks, Allow Always mints a token that lets the same write pass without asking, an action over
+ * the per-action budget is denied, and an action with nobody to ask is deferred, approved from the queue
+ * and run by the deferred worker. The person at the terminal answers the approvals; without a terminal
+ * (or with --yes) the demo's own script answers, and says so. Then the log is checkpointed, verified,
+ * exported and verified offline, and tampered copies are caught.
  */
 import Database from "better-sqlite3"
-import { Clock, Effect, Layer } from "effect"
+import { Clock, Effect, Layer, Option, Schema } from "effect"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { EventLog } from "../../../application/eventLog.js"
-import { ApprovalChannel, type ApprovalChannelApi, type ApprovalReply } from "../../../application/ports/approvalChannel.js"
-import { Crypto } from "../../../application/ports/crypto.js"
-import { EventStore } from "../../../application/ports/eventStore.js"
-import { Ids } from "../../../application/ports/ids.js"
-import { KeyRing } from "../../../application/ports/keyRing.js"
+import { runTurn } from "../../../application/agent/agentLoop.js"
+import { type Execution, makeDeferredWorker } from "../../../application/agent/deferredWorker.js"
 import { RUNTIME_PRINCIPAL } from "../../../application/audit/checkpointer.js"
 import type { VerifyReport } from "../../../application/audit/verifier.js"
 import { verifyStore } from "../../../application/audit/verifyStore.js"
+import { EventLog } from "../../../application/eventLog.js"
+import { ApprovalChannel, type ApprovalChannelApi, type ApprovalReply } from "../../../application/ports/approvalChannel.js"
+import { Crypto } from "../../../application/ports/crypto.js"
+import { EventStore, type EventStoreApi } from "../../../application/ports/eventStore.js"
+import { Ids } from "../../../application/ports/ids.js"
+import { KeyRing } from "../../../application/ports/keyRing.js"
+import { LlmProvider, type LlmRequest } from "../../../application/ports/llmProvider.js"
 import { BudgetServiceLive } from "../../../application/security/budgetService.js"
-import { type Decision, type Proposal, SecurityInterceptor, SecurityInterceptorLive } from "../../../application/security/securityInterceptor.js"
+import { type Decision, type Proposal, SecurityInterceptor, type SecurityInterceptorApi, SecurityInterceptorLive } from "../../../application/security/securityInterceptor.js"
 import { TokenServiceLive } from "../../../application/security/tokenService.js"
+import { decodeRecorded } from "../../../application/streamState.js"
+import { RiskLevel } from "../../../domain/events/actionEvents.js"
 import type { ActionRequest } from "../../../domain/security/action.js"
 import { DEFAULT_POLICY } from "../../../domain/security/policy.js"
 import { keysStream, sessionStream } from "../../../domain/streams.js"
@@ -28,13 +37,25 @@ import { exportBundle, verifyBundle } from "../../../infrastructure/bundle/audit
 import { uuidv7 } from "../../../infrastructure/crypto/uuidv7.js"
 import { openSqliteEventStore } from "../../../infrastructure/event-store/sqliteEventStore.js"
 import { generateKey, localTrustedKeys } from "../../../infrastructure/keys/keyFiles.js"
+import { makeScriptedProvider, type ScriptTurn } from "../../../infrastructure/llm/scriptedProvider.js"
+import { builtinTools } from "../../../infrastructure/tools/builtinTools.js"
 import { PathResolverLive } from "../../../infrastructure/workspace/pathResolver.js"
 import { asCli } from "../cliError.js"
-import { green, printLines, red } from "../output.js"
+import { dim, green, printLines, red } from "../output.js"
+import { makeTerminalApprovalChannel } from "../terminalApproval.js"
 import { config, crypto, eventLogFor, openStore, withKeyRing } from "../runtime.js"
+import { describeExecution } from "./worker.js"
 
 const SESSION = "demo-1"
 const PRINCIPAL = "alice"
+const MODEL = "scripted"
+const SCRIPT_APPROVER = "demo-script"
+const PER_ACTION_LIMIT_MICROS = 1_000_000
+/** The demo's estimate of what a command costs (a paid publish); everything else is free. */
+const COMMAND_COSTS: ReadonlyArray<{ readonly command: string; readonly micros: number }> = [{ command: "npm publish", micros: 2_000_000 }]
+const RELEASE_COMMAND = "echo 'v0.1.0 shipped' > RELEASE.txt && cat RELEASE.txt"
+
+const dollars = (micros: number): string => `$${(micros / 1_000_000).toFixed(2)}`
 
 const describeReport = (report: VerifyReport): ReadonlyArray<string> =>
   report.ok
@@ -47,25 +68,125 @@ const describeReport = (report: VerifyReport): ReadonlyArray<string> =>
 const describeDecision = (d: Decision): string => {
   switch (d._tag) {
     case "Allowed":
-      return green(`   -> allowed (${d.proof})`)
+      return green(`      -> allowed (${d.proof})`)
     case "Denied":
-      return red(`   -> denied at the ${d.stage} stage: ${d.reason}`)
+      return red(`      -> denied at the ${d.stage} stage: ${d.reason}`)
     case "Deferred":
-      return `   -> deferred to the approval queue (${d.reason.replace("_", " ")}), request ${d.requestId.slice(0, 13)}…`
+      return `      -> deferred to the approval queue (${d.reason.replace("_", " ")}), request ${d.requestId.slice(0, 13)}…`
   }
 }
 
-/** The answers a person would give, from the demo's script (there is no agent and no prompt here). */
-const scriptedApprover = (lines: Array<string>): ApprovalChannelApi => ({
-  name: "demo-script",
+const estimateCost = (request: ActionRequest): number =>
+  request._tag === "command_exec" ? (COMMAND_COSTS.find((c) => request.command.trim().startsWith(c.command))?.micros ?? 0) : 0
+
+const brief = (value: unknown, max = 90): string => {
+  const text = JSON.stringify(value) ?? ""
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`
+}
+
+const call = (name: string, input: unknown): ScriptTurn["content"][number] => ({ type: "tool_call", name, input })
+const say = (text: string): ScriptTurn["content"][number] => ({ type: "text", text })
+
+/** The model's side of the demo: one tool call per step, so each decision is narrated on its own. */
+const scriptTurns = (outsideFile: string): ReadonlyArray<ScriptTurn> => [
+  // Turn 1, with someone to ask.
+  { content: [say("Let me look at the project first."), call("read_file", { path: "README.md" })] },
+  { content: [say("Clearing the system cache."), call("bash", { command: "sudo rm -rf /var/cache" })] },
+  { content: [say("Saving my notes next to the project."), call("write_file", { path: outsideFile, content: "- tidy the README\n" })] },
+  { content: [say("Adding one more line to the notes."), call("write_file", { path: outsideFile, content: "- tidy the README\n- publish\n" })] },
+  { content: [say("Publishing the package."), call("bash", { command: "npm publish" })] },
+  { content: [say("Done for now: the README is read, notes are saved; sudo and npm publish were refused.")] },
+  // Turn 2, unattended: nobody to ask.
+  { content: [say("Recording the release."), call("bash", { command: RELEASE_COMMAND })] },
+  { content: [say("The release step waits for approval in the queue.")] },
+  // Turn 3, after the worker ran the approved action.
+  { content: [say("The release step was approved and ran: RELEASE.txt says v0.1.0 shipped.")] }
+]
+
+/** The answers a person would give, from the demo's script: Allow Always for a file write, Allow Once otherwise. */
+const scriptedApprover = (lines: Array<string>, why: string): ApprovalChannelApi => ({
+  name: SCRIPT_APPROVER,
   ask: (prompt) =>
     Effect.sync((): ApprovalReply => {
-      lines.push(`   asked: ${prompt.summary} [risk ${prompt.risk}] -> the demo's script answers Allow Always`)
-      return { answer: { _tag: "AllowAlways" }, approver: "demo-script" }
+      const always = prompt.kind === "file_write"
+      lines.push(`      asked: ${prompt.summary} [risk ${prompt.risk}] -> the demo's script answers ${always ? "Allow Always" : "Allow Once"} (${why})`)
+      return { answer: always ? { _tag: "AllowAlways" } : { _tag: "AllowOnce" }, approver: SCRIPT_APPROVER }
     })
 })
 
-export const run = (args: { readonly keep: boolean }) =>
+/** The session event that decided `actionId`, as an auditor would cite it. */
+const proofOf = (store: EventStoreApi, actionId: string) =>
+  Effect.gen(function* () {
+    const recorded = yield* store.readStream(sessionStream(SESSION))
+    for (const r of [...recorded].reverse()) {
+      if (r.type !== "ActionAllowed" && r.type !== "ActionDenied" && r.type !== "ActionDeferred") continue
+      const e = decodeRecorded(r)
+      const detail =
+        e?._tag === "ActionAllowed" && e.actionId === actionId
+          ? e.proof._tag === "PolicyAllowed"
+            ? `PolicyAllowed ${e.proof.rule}`
+            : e.proof._tag === "TokenCovered"
+              ? `TokenCovered by token ${e.proof.tokenId.slice(0, 13)}…`
+              : e.proof._tag === "HumanApproved"
+                ? `HumanApproved by ${e.proof.approver}`
+                : `AllowanceCovered (${e.proof.scope})`
+          : e?._tag === "ActionDenied" && e.actionId === actionId
+            ? `stage ${e.stage}`
+            : e?._tag === "ActionDeferred" && e.actionId === actionId
+              ? `request ${e.requestId.slice(0, 13)}…`
+              : undefined
+      if (detail === undefined) continue
+      return dim(`      proof: ${r.type} (${detail}) at ${r.stream}@${r.revision}, hash ${r.hash.slice(0, 12)}…`)
+    }
+    return dim("      proof: none found")
+  })
+
+const resultOf = (store: EventStoreApi, actionId: string) =>
+  Effect.map(store.readStream(sessionStream(SESSION)), (recorded) => {
+    for (const r of recorded) {
+      if (r.type !== "ToolResultRecorded") continue
+      const e = decodeRecorded(r)
+      if (e?._tag === "ToolResultRecorded" && e.actionId === actionId) {
+        const first = (e.output.split("\n")[0] ?? "").replace(/\s+/g, " ").trim()
+        return dim(`      result: ${first.length <= 70 ? first : `${first.slice(0, 69)}…`}`)
+      }
+    }
+    return undefined
+  })
+
+/**
+ * The interceptor as the demo shows it: each proposal is narrated before it is judged, and its decision,
+ * proof and result after. The demo's cost table gives a command its estimated cost here, as a pricing
+ * front end would; the budget stage then judges that estimate like any other.
+ */
+const narrating = (inner: SecurityInterceptorApi, store: EventStoreApi, transcript: Array<string>): SecurityInterceptorApi => {
+  let step = 0
+  return {
+    ...inner,
+    guard: (proposal, execute) =>
+      Effect.gen(function* () {
+        const cost = estimateCost(proposal.request)
+        const priced: Proposal = { ...proposal, estimatedCostMicros: Math.max(proposal.estimatedCostMicros, cost) }
+        const letter = String.fromCharCode(97 + step++)
+        const what = proposal.toolCall === undefined ? proposal.request._tag : `${proposal.toolCall.tool} ${brief(proposal.toolCall.input)}`
+        yield* printLines(
+          ` ${letter}. the agent calls ${what}`,
+          ...(cost > 0 ? [dim(`      the demo's cost table estimates this at ${dollars(cost)}; the per-action limit is ${dollars(PER_ACTION_LIMIT_MICROS)}`)] : [])
+        )
+        const out = yield* inner.guard(priced, execute)
+        const result = out.decision._tag === "Allowed" ? yield* Effect.orElseSucceed(resultOf(store, out.decision.actionId), () => undefined) : undefined
+        yield* printLines(
+          ...transcript.splice(0),
+          describeDecision(out.decision),
+          yield* Effect.orElseSucceed(proofOf(store, out.decision.actionId), () => ""),
+          ...(result === undefined ? [] : [result])
+        )
+        return out
+      })
+  }
+}
+
+export const run = (args: { readonly keep: boolean; readonly yes?: boolean }) =>
   Effect.scoped(
     Effect.gen(function* () {
       const home = mkdtempSync(join(tmpdir(), "astrid-demo-"))
@@ -77,7 +198,14 @@ export const run = (args: { readonly keep: boolean }) =>
       const cfg = yield* config
       const c = yield* crypto
       const now = yield* Clock.currentTimeMillis
-      yield* printLines(`Astrid demo: offline, in a temporary ASTRID_HOME (${home})`, "")
+      const atTerminal = args.yes !== true && process.stdin.isTTY === true && process.stdout.isTTY === true
+      yield* printLines(
+        `Astrid demo: offline, in a temporary ASTRID_HOME (${home})`,
+        atTerminal
+          ? "You answer the approvals at this terminal."
+          : `Approvals: ${args.yes === true ? "--yes was given" : "there is no terminal to ask"}, so the demo's own script answers them and says so each time.`,
+        ""
+      )
 
       const key = yield* asCli(generateKey(home, false, now))
       const store = yield* openStore(cfg, "write")
@@ -94,6 +222,7 @@ export const run = (args: { readonly keep: boolean }) =>
       writeFileSync(join(workspace, "README.md"), "# Demo project\n")
       const outside = join(home, "outside")
       mkdirSync(outside, { recursive: true })
+      const outsideFile = join(outside, "notes.txt")
 
       const layers = Layer.mergeAll(
         Layer.succeed(EventLog, log),
@@ -108,53 +237,100 @@ export const run = (args: { readonly keep: boolean }) =>
         policy: DEFAULT_POLICY,
         workspaceMode: "guided" as const,
         escapePolicy: "ask" as const,
-        approvalTimeoutMs: 5_000,
+        approvalTimeoutMs: atTerminal ? 300_000 : 5_000,
         allowAlwaysTtlMs: 3_600_000,
         preApproved: [],
-        budget: { perActionMicros: 1_000_000, perSessionMicros: 10_000_000, perWorkspaceMicros: 100_000_000, warnAtPercent: 80 }
+        budget: { perActionMicros: PER_ACTION_LIMIT_MICROS, perSessionMicros: 10_000_000, perWorkspaceMicros: 100_000_000, warnAtPercent: 80 }
       }
       const interceptor = yield* SecurityInterceptor.pipe(Effect.provide(Layer.provideMerge(SecurityInterceptorLive(settings), services)))
       const transcript: Array<string> = []
-      const approver = scriptedApprover(transcript)
-      const propose = (title: string, request: ActionRequest, costMicros: number, withApprover: boolean) =>
+      const approver = atTerminal ? makeTerminalApprovalChannel({ input: process.stdin, output: process.stdout }, { approver: PRINCIPAL }) : scriptedApprover(transcript, args.yes === true ? "--yes" : "no terminal")
+
+      const requests: Array<LlmRequest> = []
+      const scripted = yield* makeScriptedProvider(scriptTurns(outsideFile), "the demo's script")
+      const provider = { name: scripted.name, stream: (r: LlmRequest) => (requests.push(r), scripted.stream(r)) }
+      const turnServices = Layer.mergeAll(
+        Layer.succeed(EventLog, log),
+        Layer.succeed(EventStore, store),
+        Layer.succeed(Ids, { uuidv7 }),
+        Layer.succeed(LlmProvider, provider),
+        Layer.succeed(SecurityInterceptor, narrating(interceptor, store, transcript))
+      )
+      const turn = (userInput: string, channel: ApprovalChannelApi | undefined) =>
         Effect.gen(function* () {
-          const proposal: Proposal = { principal: PRINCIPAL, sessionId: SESSION, workspaceRoot: workspace, request, estimatedCostMicros: costMicros }
-          const intercept = interceptor.intercept(proposal)
-          const decision = yield* asCli(withApprover ? Effect.provideService(intercept, ApprovalChannel, approver) : intercept)
-          yield* printLines(title, ...transcript.splice(0), describeDecision(decision))
-          return decision
+          yield* printLines(`   user: ${userInput}`)
+          const turnRun = runTurn({ principal: PRINCIPAL, sessionId: SESSION, workspaceRoot: workspace, userInput, tools: builtinTools, model: MODEL, maxSteps: 10 })
+          const result = yield* asCli(Effect.provide(channel === undefined ? turnRun : Effect.provideService(turnRun, ApprovalChannel, channel), turnServices))
+          yield* printLines(`   agent: ${result.text}`)
         })
 
       yield* printLines(
         "",
-        `2. A scripted agent proposes actions to the security interceptor (workspace ${workspace}, mode guided):`
+        `2. A scripted agent (the scripted provider, offline) works in ${workspace} (mode guided); every tool call goes through the security interceptor:`
       )
-      yield* propose(" a. read README.md inside the workspace", { _tag: "file_read", path: "README.md" }, 0, true)
-      yield* propose(" b. run 'sudo rm -rf /var/cache'", { _tag: "command_exec", command: "sudo rm -rf /var/cache" }, 0, true)
-      const outsideFile = join(outside, "notes.txt")
-      yield* propose(` c. write ${outsideFile}, outside the workspace`, { _tag: "file_write", path: outsideFile }, 1_000, true)
-      yield* propose(" d. the same write again: the Allow Always token covers it, nobody is asked", { _tag: "file_write", path: outsideFile }, 1_000, true)
-      yield* propose(" e. run 'npm publish', estimated at $2.00 (the per-action limit is $1.00)", { _tag: "command_exec", command: "npm publish" }, 2_000_000, true)
-      const deferred = yield* propose(" f. run 'make deploy' with nobody there to ask", { _tag: "command_exec", command: "make deploy" }, 5_000, false)
-      if (deferred._tag === "Deferred") {
-        const resolved = yield* asCli(
-          interceptor.resolveDeferred({ requestId: deferred.requestId, principal: PRINCIPAL, resolver: PRINCIPAL, answer: { _tag: "Approve", scope: "once" } })
+      yield* turn("Tidy up the project and publish it.", approver)
+
+      yield* printLines("", "3. Later the session goes on unattended: nobody is there to ask.")
+      yield* turn("Record the release.", undefined)
+
+      const [queued] = yield* asCli(interceptor.pendingFor(PRINCIPAL))
+      if (queued !== undefined) {
+        yield* printLines(
+          "",
+          `4. ${PRINCIPAL} looks at the queue ('astrid approvals list'): ${queued.requestId.slice(0, 13)}… ${queued.summary}`,
+          "   and approves it ('astrid approvals approve'); policy and budget are checked again first:"
         )
-        yield* printLines(" g. later, alice approves it from the queue ('astrid approvals approve'); policy and budget are checked again", describeDecision(resolved))
+        const reply = yield* Effect.either(
+          approver.ask({
+            requestId: queued.requestId,
+            actionId: queued.actionId,
+            principal: PRINCIPAL,
+            sessionId: queued.sessionId,
+            kind: "command_exec",
+            resource: queued.summary,
+            risk: Option.getOrElse(Schema.decodeUnknownOption(RiskLevel)(queued.risk), () => "high" as const),
+            summary: queued.summary,
+            reason: "approving a deferred action from the queue"
+          })
+        )
+        const answer =
+          reply._tag === "Right" && reply.right.answer._tag !== "Deny"
+            ? ({ _tag: "Approve", scope: "once" } as const)
+            : ({ _tag: "Deny", reason: reply._tag === "Right" && reply.right.answer._tag === "Deny" ? reply.right.answer.reason : "no answer" } as const)
+        const resolved = yield* asCli(interceptor.resolveDeferred({ requestId: queued.requestId, principal: PRINCIPAL, resolver: PRINCIPAL, answer }))
+        yield* printLines(...transcript.splice(0), describeDecision(resolved), yield* Effect.orElseSucceed(proofOf(store, resolved.actionId), () => ""))
+        if (resolved._tag === "Allowed") {
+          const worker = yield* makeDeferredWorker({ tools: builtinTools, name: "astrid demo worker" }).pipe(
+            Effect.provide(Layer.mergeAll(layers, Layer.succeed(SecurityInterceptor, interceptor)))
+          )
+          const execution: Execution = yield* asCli(worker.execute({ requestId: queued.requestId, principal: PRINCIPAL, decision: resolved }))
+          yield* printLines("   the deferred worker claims it (so it runs once) and runs it:", ...describeExecution(execution).map((l) => `      ${l}`))
+          const again = yield* asCli(worker.execute({ requestId: queued.requestId, principal: PRINCIPAL }))
+          if (again._tag === "Skipped") yield* printLines(dim(`      a second run is refused: ${again.reason}`))
+        }
+
+        yield* printLines("", "5. The session resumes; the agent is handed what happened as a runtime notice, the output marked untrusted:")
+        yield* turn("Did the release go out?", undefined)
+        const notice = Option.fromNullable(
+          requests[requests.length - 1]?.messages.find((m) => m.role === "user" && typeof m.content === "string" && m.content.startsWith("[Astrid runtime notice"))
+        )
+        if (Option.isSome(notice) && typeof notice.value.content === "string") {
+          yield* printLines(...notice.value.content.split("\n").map((l) => dim(`      | ${l}`)))
+        }
       }
 
       const signed = yield* asCli(withKeyRing(log.checkpoint, keyRing))
       if (signed._tag === "Signed") {
-        yield* printLines("", `3. Signed checkpoint #${signed.revision}: ${signed.body.heads.length} stream heads, Merkle root ${signed.body.merkleRoot.slice(0, 16)}…`)
+        yield* printLines("", `6. Signed checkpoint #${signed.revision}: ${signed.body.heads.length} stream heads, Merkle root ${signed.body.merkleRoot.slice(0, 16)}…`)
       }
       const trusted = yield* asCli(localTrustedKeys(home))
       const options = { trustedKeys: trusted, blake3Hex: c.blake3Hex, verifyText: c.verifyText }
-      yield* printLines("4. astrid audit verify", ...describeReport(yield* asCli(verifyStore(store, options))))
+      yield* printLines("7. astrid audit verify", ...describeReport(yield* asCli(verifyStore(store, options))))
 
       const bundle = join(home, "history.astrid-bundle.jsonl")
       const exported = yield* asCli(exportBundle(store, bundle, { publicKeys: [{ keyId: key.keyId, publicKey: key.publicKey }], nowMs: now }))
       const offline = yield* asCli(verifyBundle(bundle, options))
-      yield* printLines(`5. Exported ${exported.events} events to a bundle and verified it offline, trusting only ${key.keyId}:`, ...describeReport(offline.report))
+      yield* printLines(`8. Exported ${exported.events} events to a bundle and verified it offline, trusting only ${key.keyId}:`, ...describeReport(offline.report))
 
       const session = sessionStream(SESSION)
       const [denial] = (yield* asCli(store.readStream(session))).filter((e) => e.type === "ActionDenied" && e.data.includes('"stage":"policy"'))
@@ -173,9 +349,9 @@ export const run = (args: { readonly keep: boolean }) =>
         })
       if (denial !== undefined) {
         const edited = yield* tamper("edited", "UPDATE events SET data = replace(data, 'blocked', 'allowed') WHERE stream_id = ? AND revision = ?", [session, denial.revision])
-        yield* printLines(`6. In a copy of the database, someone edits the sudo denial (${session}@${denial.revision}) to read 'allowed':`, ...describeReport(edited))
+        yield* printLines(`9. In a copy of the database, someone edits the sudo denial (${session}@${denial.revision}) to read 'allowed':`, ...describeReport(edited))
         const cut = yield* tamper("truncated", "DELETE FROM events WHERE stream_id = ? AND revision >= ?", [session, denial.revision])
-        yield* printLines("7. In another copy, someone deletes the denial and everything after it:", ...describeReport(cut))
+        yield* printLines("10. In another copy, someone deletes the denial and everything after it:", ...describeReport(cut))
       }
       yield* printLines(
         "",
