@@ -30,7 +30,8 @@ import { type Decision, type Proposal, SecurityInterceptor, type SecurityInterce
 import { TokenServiceLive } from "../../../application/security/tokenService.js"
 import { decodeRecorded } from "../../../application/streamState.js"
 import { RiskLevel } from "../../../domain/events/actionEvents.js"
-import type { ActionRequest } from "../../../domain/security/action.js"
+import { type ActionRequest, ActionRequest as ActionRequestSchema } from "../../../domain/security/action.js"
+import { classify } from "../../../domain/security/classify.js"
 import { DEFAULT_POLICY } from "../../../domain/security/policy.js"
 import { keysStream, sessionStream } from "../../../domain/streams.js"
 import { exportBundle, verifyBundle } from "../../../infrastructure/bundle/auditBundle.js"
@@ -280,23 +281,29 @@ export const run = (args: { readonly keep: boolean; readonly yes?: boolean }) =>
           `4. ${PRINCIPAL} looks at the queue ('astrid approvals list'): ${queued.requestId.slice(0, 13)}… ${queued.summary}`,
           "   and approves it ('astrid approvals approve'); policy and budget are checked again first:"
         )
+        // The person (or the script) is asked about the queued action as the queue shows it.
+        const request = Schema.decodeUnknownOption(ActionRequestSchema)(queued.request)
+        const action = Option.map(request, (r) => classify(r, { workspaceRoot: workspace }))
         const reply = yield* Effect.either(
           approver.ask({
             requestId: queued.requestId,
             actionId: queued.actionId,
             principal: PRINCIPAL,
             sessionId: queued.sessionId,
-            kind: "command_exec",
-            resource: queued.summary,
+            kind: Option.match(action, { onNone: () => "unknown", onSome: (a) => a.kind }),
+            resource: Option.match(action, { onNone: () => "unknown", onSome: (a) => a.resource }),
             risk: Option.getOrElse(Schema.decodeUnknownOption(RiskLevel)(queued.risk), () => "high" as const),
             summary: queued.summary,
             reason: "approving a deferred action from the queue"
           })
         )
+        const scopes = { AllowOnce: "once", AllowSession: "session", AllowWorkspace: "workspace", AllowAlways: "always" } as const
         const answer =
-          reply._tag === "Right" && reply.right.answer._tag !== "Deny"
-            ? ({ _tag: "Approve", scope: "once" } as const)
-            : ({ _tag: "Deny", reason: reply._tag === "Right" && reply.right.answer._tag === "Deny" ? reply.right.answer.reason : "no answer" } as const)
+          reply._tag === "Left"
+            ? ({ _tag: "Deny", reason: "no answer" } as const)
+            : reply.right.answer._tag === "Deny"
+              ? ({ _tag: "Deny", reason: reply.right.answer.reason } as const)
+              : ({ _tag: "Approve", scope: scopes[reply.right.answer._tag] } as const)
         const resolved = yield* asCli(interceptor.resolveDeferred({ requestId: queued.requestId, principal: PRINCIPAL, resolver: PRINCIPAL, answer }))
         yield* printLines(...transcript.splice(0), describeDecision(resolved), yield* Effect.orElseSucceed(proofOf(store, resolved.actionId), () => ""))
         if (resolved._tag === "Allowed") {
