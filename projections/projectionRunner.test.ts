@@ -418,7 +418,7 @@ describe("projection runner", () => {
 
     const unknown = await run(Effect.flip(r.rebuild(["tokens", "nope"])))
     expect(unknown.kind).toBe("unknown")
-    expect(unknown.message).toBe("unknown projection 'nope'; known: budgets, tokens, pending-approvals")
+    expect(unknown.message).toBe("unknown projection 'nope'; known: budgets, tokens, pending-approvals, sessions")
   })
 
   it("starts a view again when the event store it was built from is replaced", async () => {
@@ -430,7 +430,7 @@ describe("projection runner", () => {
     await run((await runner(a, views)).catchUp())
     // Same projections.db, another log (as when astrid.db is restored from a backup).
     const progress = await run((await runner(b, views)).catchUp())
-    expect(progress.map((p) => p.rebuilt)).toEqual(["log_changed", "log_changed", "log_changed"])
+    expect(progress.map((p) => p.rebuilt)).toEqual(PROJECTIONS.map(() => "log_changed"))
     const fresh = b.views("fresh.db")
     await run((await runner(b, fresh)).catchUp())
     expect(await dumpAll(views)).toEqual(await dumpAll(fresh))

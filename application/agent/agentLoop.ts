@@ -218,6 +218,7 @@ export const runTurn = (input: TurnInput) =>
           : ({ _tag: "Exceeded", estimate, reason: outcome.reason, remedy: outcome.remedy } as Held)
       })
 
+    let unpricedWarned = false
     // Mutable state the interruption handler reads: how far the turn got and which calls await results.
     let steps = 0
     let pending: ReadonlyArray<AssistantContent["toolCalls"][number]> = []
@@ -276,7 +277,8 @@ export const runTurn = (input: TurnInput) =>
             yield* Effect.logWarning(`the model call cost ${settled.overrunMicros} micro-dollars more than was reserved; the overrun is recorded, not charged`)
           }
         }
-        if (!cost.priced && Object.keys(prices).length > 0) {
+        if (!cost.priced && Object.keys(prices).length > 0 && provider.name !== "scripted" && !unpricedWarned) {
+          unpricedWarned = true
           yield* Effect.logWarning(`model ${input.model} has no price in the table; its usage is recorded at cost 0`)
         }
         yield* append([

@@ -6,6 +6,7 @@ import { Args, CliConfig, Command, HelpDoc, Options, ValidationError } from "@ef
 import { NodeContext } from "@effect/platform-node"
 import { Cause, Effect, Exit, Option } from "effect"
 import { CliError } from "./cliError.js"
+import { initCommand, sessionsCommand } from "./commandDefs.js"
 import { VERSION } from "./version.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("print JSON for scripts instead of text"))
@@ -23,6 +24,7 @@ const projections = () => import("./commands/projections.js")
 const configModule = () => import("./commands/config.js")
 const store = () => import("./commands/store.js")
 const runModule = () => import("./commands/run.js")
+const chatModule = () => import("./commands/chat.js")
 
 const keysGenerate = Command.make(
   "generate",
@@ -150,7 +152,7 @@ const approvalsCommand = Command.make("approvals").pipe(
 const projectionsRebuild = Command.make(
   "rebuild",
   {
-    names: Args.text({ name: "name" }).pipe(Args.withDescription("a view to rebuild: budgets, tokens or pending-approvals (repeatable; none rebuilds all)"), Args.repeated),
+    names: Args.text({ name: "name" }).pipe(Args.withDescription("a view to rebuild: budgets, tokens, pending-approvals or sessions (repeatable; none rebuilds all)"), Args.repeated),
     json
   },
   (a) => Effect.promise(projections).pipe(Effect.flatMap((m) => m.rebuild(a)))
@@ -244,9 +246,45 @@ const runCommand = Command.make(
     )
 ).pipe(Command.withDescription("one agent turn with the scripted provider through the real interceptor, approvals answered from a file (reproducible runs, CI)"))
 
+const chatCommand = Command.make(
+  "chat",
+  {
+    session: Options.text("session").pipe(Options.withDescription("resume this session with its whole history (default: a new session)"), Options.optional),
+    print: Options.text("print").pipe(
+      Options.withDescription("one non-interactive turn with this prompt; actions needing approval are deferred, never allowed"),
+      Options.optional
+    ),
+    workspace: workspaceOption,
+    script: Options.text("script").pipe(Options.withDescription("use the scripted provider with this file of model turns (offline; docs/scripted-provider.md)"), Options.optional),
+    provider: Options.text("provider").pipe(Options.withDescription("anthropic, openai, zai, ollama or scripted (default: [llm] provider, else anthropic)"), Options.optional),
+    model: Options.text("model").pipe(Options.withDescription("the model (default: [llm] model, else the provider's default)"), Options.optional),
+    maxSteps: Options.integer("max-steps").pipe(Options.withDescription("model calls allowed per turn (default: [llm] max_steps, else 20)"), Options.optional),
+    json
+  },
+  (a) =>
+    Effect.promise(chatModule).pipe(
+      Effect.flatMap((m) =>
+        m.chat({
+          session: Option.getOrUndefined(a.session),
+          print: Option.getOrUndefined(a.print),
+          workspace: Option.getOrUndefined(a.workspace),
+          script: Option.getOrUndefined(a.script),
+          provider: Option.getOrUndefined(a.provider),
+          model: Option.getOrUndefined(a.model),
+          maxSteps: Option.getOrUndefined(a.maxSteps),
+          json: a.json
+        })
+      )
+    )
+).pipe(
+  Command.withDescription(
+    HelpDoc.p("chat with an agent; every tool call it proposes passes policy, tokens, budget and your approval, and every step is an event (--print for one scripted, non-interactive turn)")
+  )
+)
+
 const root = Command.make("astrid").pipe(
   Command.withDescription("Astrid: a secure runtime for AI agents. Every action is an event; every event is chained and provable."),
-  Command.withSubcommands([auditCommand, keysCommand, tokensCommand, approvalsCommand, projectionsCommand, configCommand, storeCommand, demoCommand, runCommand])
+  Command.withSubcommands([initCommand, chatCommand, runCommand, demoCommand, sessionsCommand, auditCommand, keysCommand, tokensCommand, approvalsCommand, projectionsCommand, configCommand, storeCommand])
 )
 
 const cli = Command.run(root, { name: "astrid", version: VERSION })

@@ -8,7 +8,7 @@ import { Crypto } from "../../application/ports/crypto.js"
 import { EventStore } from "../../application/ports/eventStore.js"
 import { Ids } from "../../application/ports/ids.js"
 import { KeyRing } from "../../application/ports/keyRing.js"
-import { BudgetServiceLive } from "../../application/security/budgetService.js"
+import { BudgetService, BudgetServiceLive } from "../../application/security/budgetService.js"
 import { SecurityInterceptor, SecurityInterceptorLive } from "../../application/security/securityInterceptor.js"
 import { TokenService, TokenServiceLive } from "../../application/security/tokenService.js"
 import type { AstridConfig } from "../../infrastructure/config/astridConfig.js"
@@ -54,6 +54,6 @@ export const securityFor = (cfg: AstridConfig, workspaceRoot: string | null) =>
       base
     )
     const full = Layer.provideMerge(SecurityInterceptorLive(loaded.settings), services)
-    const built = yield* Effect.all({ interceptor: SecurityInterceptor, tokens: TokenService }).pipe(Effect.provide(full))
-    return { ...built, store, log }
+    const built = yield* Effect.all({ interceptor: SecurityInterceptor, tokens: TokenService, budget: BudgetService }).pipe(Effect.provide(full))
+    return { ...built, store, log, settings: loaded.settings, crypto: cryptoApi }
   })

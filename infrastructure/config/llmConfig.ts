@@ -4,7 +4,7 @@
  *
  *   [llm]
  *   provider = "anthropic"        # anthropic | openai | zai | ollama | scripted   (ASTRID_LLM_PROVIDER)
- *   model = "claude-sonnet-4-5"   # (ASTRID_MODEL)
+ *   model = "claude-sonnet-4-6"   # (ASTRID_MODEL)
  *   base_url = "..."              # any OpenAI-compatible server: vLLM, llama.cpp, LM Studio (ASTRID_LLM_BASE_URL)
  *   api_key_env = "ANTHROPIC_API_KEY"   # the variable holding the key
  *   script = "turns.jsonl"        # the scripted provider's file (ASTRID_LLM_SCRIPT)
@@ -21,8 +21,9 @@
  *   timeout_seconds = 300
  *   max_depth = 1
  *
- * The default price table covers a few common models at the providers' published list prices
- * (November 2026); a configured price replaces the default one for that model.
+ * The default price table covers a few common models at the providers' published list prices as
+ * known when it was written (2026); prices change, so a configured price replaces the default one for
+ * that model, and a model missing from the table is recorded at cost 0 with a warning.
  */
 import { Effect, Schema } from "effect"
 import type { PriceTable } from "../llm/costs.js"
@@ -84,7 +85,7 @@ interface ProviderDefaults {
 }
 
 const DEFAULTS: Record<ProviderKind, ProviderDefaults> = {
-  anthropic: { model: "claude-sonnet-4-5", baseUrl: null, apiKeyEnv: "ANTHROPIC_API_KEY" },
+  anthropic: { model: "claude-sonnet-4-6", baseUrl: null, apiKeyEnv: "ANTHROPIC_API_KEY" },
   openai: { model: "gpt-4.1", baseUrl: null, apiKeyEnv: "OPENAI_API_KEY" },
   zai: { model: "glm-4.6", baseUrl: "https://api.z.ai/api/paas/v4", apiKeyEnv: "ZAI_API_KEY" },
   ollama: { model: "llama3.1", baseUrl: "http://127.0.0.1:11434/v1", apiKeyEnv: null },
@@ -95,7 +96,9 @@ const dollars = (input: number, output: number) => ({ inputPerMillion: Math.roun
 
 /** List prices in micro-dollars per million tokens. */
 export const DEFAULT_PRICES: PriceTable = {
-  "claude-opus-4-1": dollars(15, 75),
+  "claude-opus-4-6": dollars(5, 25),
+  "claude-opus-4-5": dollars(5, 25),
+  "claude-sonnet-4-6": dollars(3, 15),
   "claude-sonnet-4-5": dollars(3, 15),
   "claude-haiku-4-5": dollars(1, 5),
   "gpt-4.1": dollars(2, 8),

@@ -59,7 +59,8 @@ describe("astrid projections", () => {
       projections: [
         { name: "budgets", version: 1, storedVersion: null, state: "not built", position: 0, logEnd: 4, behind: 4, rows: 0 },
         { name: "tokens", state: "not built", behind: 4, rows: 0, tables: { tokens: 0 } },
-        { name: "pending-approvals", state: "not built", behind: 4, rows: 0 }
+        { name: "pending-approvals", state: "not built", behind: 4, rows: 0 },
+        { name: "sessions", state: "not built", behind: 4, rows: 0, tables: { sessions: 0 } }
       ]
     })
     expect(existsSync(join(h.dir, "projections.db"))).toBe(false)
@@ -77,7 +78,8 @@ describe("astrid projections", () => {
       projections: [
         { name: "budgets", position: 4, events: 4, rebuilt: "requested", rows: 2, tables: { budget_streams: 1, budget_reservations: 1 } },
         { name: "tokens", position: 4, rows: 1 },
-        { name: "pending-approvals", position: 4, rows: 1 }
+        { name: "pending-approvals", position: 4, rows: 1 },
+        { name: "sessions", position: 4 }
       ]
     })
     expect(await jsonOf(status({ json: true }))).toMatchObject({
@@ -85,11 +87,12 @@ describe("astrid projections", () => {
       projections: [
         { name: "budgets", state: "current", storedVersion: 1, position: 4, behind: 0, rows: 2 },
         { name: "tokens", state: "current", behind: 0 },
-        { name: "pending-approvals", state: "current", behind: 0 }
+        { name: "pending-approvals", state: "current", behind: 0 },
+        { name: "sessions", state: "current", behind: 0 }
       ]
     })
     await h.append(noise(2).stream, [noise(2).draft])
-    expect(await jsonOf(status({ json: true }))).toMatchObject({ logEnd: 5, projections: [{ state: "behind", behind: 1 }, {}, {}] })
+    expect(await jsonOf(status({ json: true }))).toMatchObject({ logEnd: 5, projections: [{ state: "behind", behind: 1 }, {}, {}, {}] })
 
     const one = await stdoutOf(rebuild({ names: ["tokens", "tokens"], json: false }))
     expect(one).toMatch(/^PROJECTION\s+VERSION\s+EVENTS READ\s+POSITION\s+ROWS\ntokens\s+1\s+5\s+5\s+1\n/)
@@ -98,12 +101,12 @@ describe("astrid projections", () => {
   it("refuses unknown names with one line and exit code 2, before touching anything", async () => {
     const h = await home()
     await seed(h)
-    const failed = await Effect.runPromise(Effect.either(rebuild({ names: ["budgets", "sessions"], json: false })))
+    const failed = await Effect.runPromise(Effect.either(rebuild({ names: ["budgets", "nope"], json: false })))
     expect(Either.isLeft(failed)).toBe(true)
     if (Either.isLeft(failed)) {
       expect(failed.left.exitCode).toBe(2)
       expect(failed.left.message).toBe(
-        "unknown projection 'sessions'; the projections are budgets, tokens, pending-approvals ('astrid projections status' lists them)"
+        "unknown projection 'nope'; the projections are budgets, tokens, pending-approvals, sessions ('astrid projections status' lists them)"
       )
     }
     expect(existsSync(join(h.dir, "projections.db"))).toBe(false)
@@ -129,7 +132,7 @@ describe("astrid projections", () => {
     const dir = mkdtempSync(join(tmpdir(), "astrid-empty-"))
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }))
     process.env["ASTRID_HOME"] = dir
-    expect(await jsonOf(status({ json: true }))).toMatchObject({ exists: false, logEnd: 0, projections: [{ behind: 0 }, {}, {}] })
+    expect(await jsonOf(status({ json: true }))).toMatchObject({ exists: false, logEnd: 0, projections: [{ behind: 0 }, {}, {}, {}] })
     expect(await jsonOf(rebuild({ names: ["budgets"], json: true }))).toMatchObject({ projections: [{ name: "budgets", position: 0, rows: 0 }] })
     expect(existsSync(join(dir, "astrid.db"))).toBe(false)
   })
