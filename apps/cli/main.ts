@@ -7,6 +7,7 @@ import { NodeContext } from "@effect/platform-node"
 import { Cause, Effect, Exit, Option } from "effect"
 import { CliError } from "./cliError.js"
 import { initCommand, sessionsCommand } from "./commandDefs.js"
+import { approvalsCommand, demoCommand, workerCommand } from "./workerCommandDef.js"
 import { VERSION } from "./version.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("print JSON for scripts instead of text"))
@@ -17,9 +18,7 @@ const streamFilter = Options.text("stream").pipe(
 
 const audit = () => import("./commands/audit.js")
 const keys = () => import("./commands/keys.js")
-const demo = () => import("./commands/demo.js")
 const tokens = () => import("./commands/tokens.js")
-const approvals = () => import("./commands/approvals.js")
 const projections = () => import("./commands/projections.js")
 const configModule = () => import("./commands/config.js")
 const store = () => import("./commands/store.js")
@@ -121,34 +120,6 @@ const tokensCommand = Command.make("tokens").pipe(
   Command.withSubcommands([tokensList, tokensShow, tokensRevoke])
 )
 
-const approvalsList = Command.make("list", { json }, (a) => Effect.promise(approvals).pipe(Effect.flatMap((m) => m.list(a)))).pipe(
-  Command.withDescription("your deferred actions, highest priority first")
-)
-
-const approvalsApprove = Command.make(
-  "approve",
-  {
-    id: Args.text({ name: "requestId" }),
-    scope: Options.choice("scope", ["once", "session", "workspace", "always"]).pipe(
-      Options.withDescription("once; the rest of the session; the workspace; or always (a 1 h token)"),
-      Options.withDefault("once" as const)
-    ),
-    json
-  },
-  (a) => Effect.promise(approvals).pipe(Effect.flatMap((m) => m.approve(a)))
-).pipe(Command.withDescription("approve a deferred action; policy and budget are checked again first"))
-
-const approvalsDeny = Command.make(
-  "deny",
-  { id: Args.text({ name: "requestId" }), reason: Options.text("reason").pipe(Options.withDescription("why, recorded with the denial"), Options.optional), json },
-  (a) => Effect.promise(approvals).pipe(Effect.flatMap((m) => m.deny({ id: a.id, reason: Option.getOrNull(a.reason), json: a.json })))
-).pipe(Command.withDescription("deny a deferred action"))
-
-const approvalsCommand = Command.make("approvals").pipe(
-  Command.withDescription("the queue of actions deferred because nobody could be asked"),
-  Command.withSubcommands([approvalsList, approvalsApprove, approvalsDeny])
-)
-
 const projectionsRebuild = Command.make(
   "rebuild",
   {
@@ -211,12 +182,6 @@ const storeCommand = Command.make("store").pipe(
   Command.withDescription("move a history between event stores (SQLite, EventStoreDB / KurrentDB)"),
   Command.withSubcommands([storeCopy])
 )
-
-const demoCommand = Command.make(
-  "demo",
-  { keep: Options.boolean("keep").pipe(Options.withDescription("keep the demo's temporary ASTRID_HOME and print its path")) },
-  (a) => Effect.promise(demo).pipe(Effect.flatMap((m) => m.run(a)))
-).pipe(Command.withDescription("an offline tour: record a session, sign a checkpoint, verify, tamper, catch it"))
 
 const runCommand = Command.make(
   "run",
@@ -284,7 +249,7 @@ const chatCommand = Command.make(
 
 const root = Command.make("astrid").pipe(
   Command.withDescription("Astrid: a secure runtime for AI agents. Every action is an event; every event is chained and provable."),
-  Command.withSubcommands([initCommand, chatCommand, runCommand, demoCommand, sessionsCommand, auditCommand, keysCommand, tokensCommand, approvalsCommand, projectionsCommand, configCommand, storeCommand])
+  Command.withSubcommands([initCommand, chatCommand, runCommand, demoCommand, sessionsCommand, auditCommand, keysCommand, tokensCommand, approvalsCommand, workerCommand, projectionsCommand, configCommand, storeCommand])
 )
 
 const cli = Command.run(root, { name: "astrid", version: VERSION })
