@@ -121,7 +121,11 @@ describe("task: sub-agents", () => {
     expect(link[0]).toMatchObject({ description: "greet", tools: ["read_file", "bash"], paths: [], depth: 1, budgetMicros: 1_000_000, timeoutSeconds: 300 })
     expect(finished(parent)).toEqual([{ _tag: "SubAgentFinished", childSessionId: child, outcome: "completed", costMicros: 0, detail: null }])
     // The spawn itself was judged by the parent's interceptor.
-    expect(parent.find((e) => e._tag === "ActionProposed" && e.kind === "subagent_spawn")).toMatchObject({ resource: "agent://spawn", risk: "medium" })
+    expect(parent.find((e) => e._tag === "ActionProposed" && e.kind === "subagent_spawn")).toMatchObject({
+      resource: "agent://spawn",
+      risk: "medium",
+      summary: "spawn a sub-agent: greet; tools: read_file, bash"
+    })
 
     const childEvents = await w.events(child)
     expect(childEvents[0]).toMatchObject({ _tag: "SessionStarted", sessionId: child, parentSessionId: "s1", model: "test-model" })

@@ -34,7 +34,7 @@
  *   (default 3); more wait for a permit. Timeout (default 300 s, the most a call may ask for): the child's
  *   turn is interrupted, which records the cancellation in its session, and the parent gets an error.
  */
-import { Clock, Duration, Effect, Either, Option, Ref, Schema } from "effect"
+import { Cause, Clock, Duration, Effect, Either, Exit, Option, Ref, Schema } from "effect"
 import { SubAgentFinished, type SubAgentOutcome, SubAgentStarted } from "../../domain/events/agentEvents.js"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
 import { SessionEnded } from "../../domain/events/sessionEvents.js"
@@ -241,127 +241,133 @@ export const makeTaskTool = (options: TaskToolOptions): Effect.Effect<AnyTool, n
         const childStream = sessionStream(childSessionId)
         const tools = [...new Set(asked)]
 
-        // Reserve the carve-out with SubAgentStarted in one append: the link exists exactly when the money is held.
-        const carved = yield* onParent(
-          actionId,
-          (state) => {
-            const left = Math.max(0, limits.perSessionMicros - state.spentMicros - state.reservedMicros)
-            const amount = input.budget_micros ?? Math.min(limits.perActionMicros, Math.floor((left * percent) / 100))
-            const started = SubAgentStarted.make({
-              childSessionId,
-              description: input.description,
-              tools,
-              paths: childPaths,
-              budgetMicros: amount,
-              timeoutSeconds,
-              depth: depth + 1,
-              reservationId
-            })
-            return Either.map(
-              decideReserve(state, {
-                reservationId,
-                actionId,
-                amountMicros: amount,
-                limitMicros: limits.perSessionMicros,
-                perActionLimitMicros: limits.perActionMicros,
-                warnAtPercent: limits.warnAtPercent,
-                scope: "session"
-              }),
-              (d) => ({ events: [...d.events, started], value: amount })
-            )
-          },
-          []
-        ).pipe(
-          Effect.mapError((e) =>
-            e._tag === "BudgetExceeded"
-              ? new ToolError({ tool: TASK_TOOL_NAME, message: `no budget for the sub-agent: ${e.message} (ask for a smaller budget_micros, or ${e.remedy})` })
-              : new ToolError({ tool: TASK_TOOL_NAME, message: `could not reserve the sub-agent's budget: ${messageOf(e)}` })
-          )
-        )
-
-        const childLimits: BudgetLimits = {
-          perActionMicros: Math.min(limits.perActionMicros, carved),
-          perSessionMicros: carved,
-          perWorkspaceMicros: limits.perWorkspaceMicros,
-          warnAtPercent: limits.warnAtPercent
-        }
-        const childSettings: SecuritySettings = { ...options.settings, policy, budget: childLimits }
-        const provideChild = <A, E>(effect: Effect.Effect<A, E, TaskToolServices | SecurityInterceptor>, interceptor: SecurityInterceptorApi) =>
-          effect.pipe(
-            Effect.provideService(SecurityInterceptor, interceptor),
-            Effect.provide(context),
-            (e) => (Option.isSome(channel) ? Effect.provideService(e, ApprovalChannel, channel.value) : e)
-          )
-
-        const run = Effect.gen(function* () {
-          const inner = yield* makeSecurityInterceptor(childSettings).pipe(Effect.provide(context))
-          const interceptor = confineInterceptor(inner, childSessionId, options.principal)
-          const childTools: Array<AnyTool> = parentTools.filter((t) => tools.includes(t.name))
-          if (tools.includes(TASK_TOOL_NAME)) {
-            childTools.push(
-              yield* makeTaskTool({ ...options, sessionId: childSessionId, tools: childTools.slice(), settings: childSettings, depth: depth + 1 }).pipe(Effect.provide(context))
-            )
-          }
-          const system = [
-            options.system ?? "",
-            `You are a sub-agent started by another agent for this task: ${input.description}. ` +
-              "Work only on it, with the tools you have; your final message is handed back to that agent as your result, so make it complete and self-contained."
-          ]
-            .filter((s) => s !== "")
-            .join("\n\n")
-          const turn = runTurn({
-            principal: options.principal,
-            sessionId: childSessionId,
-            workspaceRoot: options.workspaceRoot,
-            userInput: input.prompt,
-            tools: childTools,
-            model: options.model,
-            system,
-            parentSessionId: options.sessionId,
-            context: { workspaceRoot: options.workspaceRoot, cwd: yield* Ref.make(cwd) },
-            llmBudget: { service: budgetService, limits: childLimits, workspaceStream: workspaceStream(crypto.blake3Hex(`astrid/workspace/${root}`).slice(0, 32)) },
-            ...(options.prices === undefined ? {} : { prices: options.prices }),
-            ...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
-            ...(options.maxTokens === undefined ? {} : { maxTokens: options.maxTokens })
-          })
-          return yield* provideChild(turn, interceptor).pipe(Effect.timeoutOption(Duration.seconds(timeoutSeconds)))
-        })
-
-        type Ended = { readonly outcome: SubAgentOutcome; readonly detail: string | null }
-        const settle = (ended: Ended) =>
+        return yield* Effect.uninterruptibleMask((restore) =>
           Effect.gen(function* () {
-            const cost = yield* spentBy(childStream)
-            const reason = ended.outcome === "completed" || ended.outcome === "max_steps" || ended.outcome === "budget" ? "completed" : ended.outcome === "failed" ? "failed" : "cancelled"
-            yield* log.append(childStream, "any", [
-              { event: SessionEnded.make({ sessionId: childSessionId, reason, detail: ended.detail }), principal: options.principal, sessionId: childSessionId }
-            ])
-            yield* onParent(
+            // Reserve the carve-out with SubAgentStarted in one append: the link exists exactly when the money is held.
+            const carved = yield* onParent(
               actionId,
-              (state) => Either.map(decideCommit(state, { reservationId, amountMicros: cost }), (d) => ({ events: d.events, value: d })),
-              [SubAgentFinished.make({ childSessionId, outcome: ended.outcome, costMicros: cost, detail: ended.detail })]
+              (state) => {
+                const left = Math.max(0, limits.perSessionMicros - state.spentMicros - state.reservedMicros)
+                const amount = input.budget_micros ?? Math.min(limits.perActionMicros, Math.floor((left * percent) / 100))
+                const started = SubAgentStarted.make({
+                  childSessionId,
+                  description: input.description,
+                  tools,
+                  paths: childPaths,
+                  budgetMicros: amount,
+                  timeoutSeconds,
+                  depth: depth + 1,
+                  reservationId
+                })
+                return Either.map(
+                  decideReserve(state, {
+                    reservationId,
+                    actionId,
+                    amountMicros: amount,
+                    limitMicros: limits.perSessionMicros,
+                    perActionLimitMicros: limits.perActionMicros,
+                    warnAtPercent: limits.warnAtPercent,
+                    scope: "session"
+                  }),
+                  (d) => ({ events: [...d.events, started], value: amount })
+                )
+              },
+              []
+            ).pipe(
+              Effect.mapError((e) =>
+                e._tag === "BudgetExceeded"
+                  ? new ToolError({ tool: TASK_TOOL_NAME, message: `no budget for the sub-agent: ${e.message} (ask for a smaller budget_micros, or ${e.remedy})` })
+                  : new ToolError({ tool: TASK_TOOL_NAME, message: `could not reserve the sub-agent's budget: ${messageOf(e)}` })
+              )
             )
-          }).pipe(Effect.catchAll((e) => Effect.logError(`sub-agent ${childSessionId}: its end could not be recorded or its budget settled: ${messageOf(e)}`)))
 
-        const exit = yield* run.pipe(
-          Effect.onInterrupt(() => settle({ outcome: "cancelled", detail: "the parent's turn was cancelled" })),
-          Effect.either
+            const childLimits: BudgetLimits = {
+              perActionMicros: Math.min(limits.perActionMicros, carved),
+              perSessionMicros: carved,
+              perWorkspaceMicros: limits.perWorkspaceMicros,
+              warnAtPercent: limits.warnAtPercent
+            }
+            const childSettings: SecuritySettings = { ...options.settings, policy, budget: childLimits }
+            const provideChild = <A, E>(effect: Effect.Effect<A, E, TaskToolServices | SecurityInterceptor>, interceptor: SecurityInterceptorApi) =>
+              effect.pipe(
+                Effect.provideService(SecurityInterceptor, interceptor),
+                Effect.provide(context),
+                (e) => (Option.isSome(channel) ? Effect.provideService(e, ApprovalChannel, channel.value) : e)
+              )
+
+            const run = Effect.gen(function* () {
+              const inner = yield* makeSecurityInterceptor(childSettings).pipe(Effect.provide(context))
+              const interceptor = confineInterceptor(inner, childSessionId, options.principal)
+              const childTools: Array<AnyTool> = parentTools.filter((t) => tools.includes(t.name))
+              if (tools.includes(TASK_TOOL_NAME)) {
+                childTools.push(
+                  yield* makeTaskTool({ ...options, sessionId: childSessionId, tools: childTools.slice(), settings: childSettings, depth: depth + 1 }).pipe(Effect.provide(context))
+                )
+              }
+              const system = [
+                options.system ?? "",
+                `You are a sub-agent started by another agent for this task: ${input.description}. ` +
+                  "Work only on it, with the tools you have; your final message is handed back to that agent as your result, so make it complete and self-contained."
+              ]
+                .filter((s) => s !== "")
+                .join("\n\n")
+              const turn = runTurn({
+                principal: options.principal,
+                sessionId: childSessionId,
+                workspaceRoot: options.workspaceRoot,
+                userInput: input.prompt,
+                tools: childTools,
+                model: options.model,
+                system,
+                parentSessionId: options.sessionId,
+                context: { workspaceRoot: options.workspaceRoot, cwd: yield* Ref.make(cwd) },
+                llmBudget: { service: budgetService, limits: childLimits, workspaceStream: workspaceStream(crypto.blake3Hex(`astrid/workspace/${root}`).slice(0, 32)) },
+                ...(options.prices === undefined ? {} : { prices: options.prices }),
+                ...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
+                ...(options.maxTokens === undefined ? {} : { maxTokens: options.maxTokens })
+              })
+              return yield* provideChild(turn, interceptor).pipe(Effect.timeoutOption(Duration.seconds(timeoutSeconds)))
+            })
+
+            type Ended = { readonly outcome: SubAgentOutcome; readonly detail: string | null }
+            const settle = (ended: Ended) =>
+              Effect.gen(function* () {
+                const cost = yield* spentBy(childStream)
+                const reason = ended.outcome === "completed" || ended.outcome === "max_steps" || ended.outcome === "budget" ? "completed" : ended.outcome === "failed" ? "failed" : "cancelled"
+                yield* log.append(childStream, "any", [
+                  { event: SessionEnded.make({ sessionId: childSessionId, reason, detail: ended.detail }), principal: options.principal, sessionId: childSessionId }
+                ])
+                yield* onParent(
+                  actionId,
+                  (state) => Either.map(decideCommit(state, { reservationId, amountMicros: cost }), (d) => ({ events: d.events, value: d })),
+                  [SubAgentFinished.make({ childSessionId, outcome: ended.outcome, costMicros: cost, detail: ended.detail })]
+                )
+              }).pipe(Effect.catchAll((e) => Effect.logError(`sub-agent ${childSessionId}: its end could not be recorded or its budget settled: ${messageOf(e)}`)))
+
+            // Only the child's turn can be interrupted: once the carve-out is held, its settlement always runs.
+            const exit = yield* Effect.exit(restore(run))
+            if (Exit.isFailure(exit)) {
+              if (Cause.isInterruptedOnly(exit.cause)) {
+                yield* settle({ outcome: "cancelled", detail: "the parent's turn was cancelled" })
+                return yield* Effect.interrupt
+              }
+              const detail = messageOf(Cause.squash(exit.cause))
+              yield* settle({ outcome: "failed", detail })
+              return yield* refuse(`sub-agent ${childSessionId} failed: ${detail}`)
+            }
+            if (Option.isNone(exit.value)) {
+              const detail = `timed out after ${timeoutSeconds} s`
+              yield* settle({ outcome: "timed_out", detail })
+              return yield* refuse(`sub-agent ${childSessionId} ${detail} and was stopped; what it did is in session ${childSessionId}`)
+            }
+            const result = exit.value.value
+            const ended = outcomeOf(result)
+            yield* settle(ended)
+            return ended.outcome === "completed" && ended.detail === null
+              ? result.text
+              : `[sub-agent ${childSessionId} stopped: ${ended.outcome}${ended.detail === null ? "" : `, ${ended.detail}`}]\n${result.text}`
+          })
         )
-        if (Either.isLeft(exit)) {
-          const detail = messageOf(exit.left)
-          yield* settle({ outcome: "failed", detail })
-          return yield* refuse(`sub-agent ${childSessionId} failed: ${detail}`)
-        }
-        if (Option.isNone(exit.right)) {
-          const detail = `timed out after ${timeoutSeconds} s`
-          yield* settle({ outcome: "timed_out", detail })
-          return yield* refuse(`sub-agent ${childSessionId} ${detail} and was stopped; what it did is in session ${childSessionId}`)
-        }
-        const result = exit.right.value
-        const ended = outcomeOf(result)
-        yield* settle(ended)
-        return ended.outcome === "completed" && ended.detail === null
-          ? result.text
-          : `[sub-agent ${childSessionId} stopped: ${ended.outcome}${ended.detail === null ? "" : `, ${ended.detail}`}]\n${result.text}`
       })
 
     const tool: Tool<Input> = {
@@ -383,7 +389,16 @@ export const makeTaskTool = (options: TaskToolOptions): Effect.Effect<AnyTool, n
         additionalProperties: false
       },
       decode: decodeWith(Input),
-      request: (input) => ({ _tag: "subagent_spawn", task: input.description }),
+      // The approver sees what the child would get, not only what it is for.
+      request: (input) => ({
+        _tag: "subagent_spawn",
+        task: [
+          input.description,
+          `tools: ${(input.tools ?? [...offered]).join(", ") || "none"}`,
+          ...(input.paths === undefined || input.paths.length === 0 ? [] : [`paths: ${input.paths.join(", ")}`]),
+          ...(input.budget_micros === undefined ? [] : [`budget: ${input.budget_micros} micro-dollars`])
+        ].join("; ")
+      }),
       run: (input, ctx) =>
         Effect.flatMap(Ref.get(ctx.cwd), (cwd) => semaphore.withPermits(1)(spawn(input, cwd)))
     }
