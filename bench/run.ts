@@ -8,7 +8,8 @@ const benchmarks: ReadonlyArray<readonly [string, () => Promise<void>]> = [
   ["verify", () => import("./verify.js").then((m) => m.run())],
   ["coldstart", () => import("./coldstart.js").then((m) => m.run())],
   ["intercept", () => import("./intercept.js").then((m) => m.run())],
-  ["esdb", () => import("./esdb.js").then((m) => m.run())]
+  ["esdb", () => import("./esdb.js").then((m) => m.run())],
+  ["turn", () => import("./turn.js").then((m) => m.run())]
 ]
 
 const wanted = process.argv.slice(2)
