@@ -16,7 +16,7 @@ import { LlmEvent, LlmProvider, type LlmProviderApi, type LlmRequest } from "../
 import { BudgetService, BudgetServiceLive } from "../security/budgetService.js"
 import { SecurityInterceptor } from "../security/securityInterceptor.js"
 import type { AnyTool } from "../tools/tool.js"
-import { runTurn, type TurnInput } from "./agentLoop.js"
+import { makeSessionMemory, runTurn, type TurnInput } from "./agentLoop.js"
 import { encodeAssistant, loadConversation, UNTRUSTED_CLOSE, UNTRUSTED_OPEN } from "./conversation.js"
 
 /** Keeps every request the loop sends, so tests can compare them with what the log rebuilds. */
@@ -387,5 +387,46 @@ describe("runTurn", () => {
     expect(rebuilt.slice(0, 4)).toEqual(sent)
     const notes = (await h.events(STREAM)).filter((e) => e._tag === "MessageRecorded" && e.role === "system")
     expect(notes[0]).toMatchObject({ content: expect.stringMatching(/resumed after an interruption: 1 tool call/) })
+  })
+
+  it("with a session memory each turn reads only new events, and sends exactly what a full read would, including another writer's messages", async () => {
+    const h = await makeHarness()
+    writeFileSync(join(h.workspace, "src/m.txt"), "m\n")
+    const script: ReadonlyArray<ScriptTurn> = [
+      { content: [toolCall("read_file", { path: "src/m.txt" }, "r1")] },
+      { content: [{ type: "text", text: "one" }] },
+      { content: [{ type: "text", text: "two" }] },
+      { content: [{ type: "text", text: "three" }] }
+    ]
+    const withMemory = scripted(script)
+    const layer = await services(h, withMemory)
+    const memory = makeSessionMemory("s1")
+    let eventsRead = 0
+    const counting = {
+      ...h.store,
+      readStream: (stream: string, options?: { readonly fromRevision?: number }) =>
+        Effect.tap(h.store.readStream(stream, options), (list) => Effect.sync(() => (eventsRead += stream === STREAM ? list.length : 0)))
+    }
+    const run = (text: string) => h.run(Effect.provide(runTurn(turn(h, text, { memory })), Layer.merge(layer, Layer.succeed(EventStore, counting))))
+    await run("first")
+    await run("second")
+    // Another writer (a worker, another process) adds to the session between turns.
+    await h.run(
+      Effect.provide(
+        Effect.flatMap(EventLog, (log) =>
+          log.append(STREAM, "any", [{ principal: "alice", sessionId: "s1", event: { _tag: "MessageRecorded", messageId: "x1", role: "user", content: "from elsewhere", inputClassification: "trusted" } }])
+        ),
+        layer
+      )
+    )
+    await run("third")
+    // Every event of the session was read once (a full read per turn would read the early ones three times).
+    const written = (await h.events(STREAM)).length
+    expect(eventsRead).toBeLessThanOrEqual(written)
+    const full = await h.run(Effect.provide(loadConversation("s1"), layer))
+    const last = withMemory.requests.at(-1)?.messages ?? []
+    expect(last).toEqual(full.slice(0, last.length))
+    expect(JSON.stringify(last)).toContain("from elsewhere")
+    expect(last.filter((m) => m.role === "user").map((m) => m.content)).toEqual(["first", "second", "from elsewhere", "third"])
   })
 })

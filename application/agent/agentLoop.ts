@@ -82,6 +82,8 @@ export interface TurnInput {
   /** The session that spawned this one (a sub-agent's parent), recorded in SessionStarted. */
   readonly parentSessionId?: string
   readonly observer?: TurnObserver
+  /** The session as this process last read it (see SessionMemory); without it the whole stream is read. */
+  readonly memory?: SessionMemory
   /** Debit model calls from the budget (see LlmBudget); without it usage is only recorded. */
   readonly llmBudget?: LlmBudget
 }
@@ -106,6 +108,22 @@ interface Collected {
 }
 
 const emptyCollected: Collected = { text: "", toolCalls: [], inputTokens: 0, outputTokens: 0, stop: null }
+
+/**
+ * What one process remembers of a session between turns: the events the conversation is rebuilt from and
+ * how far the stream was read. Pass the same memory to every turn of a session so that each turn reads only
+ * the events written since the last one (by this process or any other), instead of the whole stream.
+ */
+export interface SessionMemory {
+  readonly sessionId: string
+  readonly events: Array<AstridEvent>
+  nextRevision: number
+}
+
+export const makeSessionMemory = (sessionId: string): SessionMemory => ({ sessionId, events: [], nextRevision: 0 })
+
+/** The events a conversation is rebuilt from; everything else in a session stream is the security record. */
+const CONVERSATION_TYPES: ReadonlySet<string> = new Set(["SessionStarted", "MessageRecorded"])
 
 /** A generous token count for a request: about 3 characters a token (English runs nearer 4). */
 const estimateInputTokens = (request: LlmRequest): number => {
@@ -155,11 +173,19 @@ export const runTurn = (input: TurnInput) =>
     const note = (text: string) =>
       Effect.flatMap(message("system", text, "trusted"), (d) => append([d])).pipe(Effect.tap(() => Effect.sync(() => observer.onNote?.(text))))
 
-    const history: Array<AstridEvent> = []
-    for (const r of yield* store.readStream(stream)) {
-      const e = decodeRecorded(r)
-      if (e !== undefined) history.push(e)
-    }
+    // Read only what this process has not seen of the session, and decode only what the conversation needs.
+    const memory = input.memory !== undefined && input.memory.sessionId === input.sessionId ? input.memory : makeSessionMemory(input.sessionId)
+    const catchUp = Effect.gen(function* () {
+      for (const r of yield* store.readStream(stream, { fromRevision: memory.nextRevision })) {
+        if (r.revision < memory.nextRevision) continue
+        memory.nextRevision = r.revision + 1
+        if (!CONVERSATION_TYPES.has(r.type)) continue
+        const e = decodeRecorded(r)
+        if (e !== undefined) memory.events.push(e)
+      }
+    })
+    yield* catchUp
+    const history = memory.events
     const isNew = !history.some((e) => e._tag === "SessionStarted")
     // A process killed in the middle of a tool round leaves tool calls without results, which no provider
     // accepts. Close them first, in the log, saying why; the audit log shows whether each one ran.
@@ -177,7 +203,7 @@ export const runTurn = (input: TurnInput) =>
         yield* message("system", `session resumed after an interruption: ${open.length} tool call(s) had no recorded result and were closed as interrupted`, "trusted")
       ]
       yield* append(drafts)
-      for (const d of drafts) history.push(d.event)
+      yield* catchUp
     }
     const messages: Array<LlmMessage> = [...conversationFromEvents(history)]
 

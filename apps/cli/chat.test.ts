@@ -215,6 +215,35 @@ describe("astrid chat --print", () => {
     expect(r.stderr).toMatch(/resume with 'astrid chat --session /)
   })
 
+  it("the agent's own tools: spark evolves its identity as events, task runs a sub-agent in a linked session and returns its answer", () => {
+    const { home, workspace, script } = setup()
+    writeFileSync(join(home, "config.toml"), '[security]\nworkspace_mode = "autonomous"\npre_approved = ["agent://spawn"]\n')
+    writeFileSync(join(workspace, "todo.md"), "ship it\n")
+    const turns = script(
+      { content: [{ type: "tool_call", id: "s1", name: "spark", input: { action: "evolve", callsign: "Wren" } }] },
+      { content: [{ type: "tool_call", id: "t1", name: "task", input: { description: "read the todo", prompt: "What does todo.md say?", tools: ["read_file"] } }] },
+      { content: [{ type: "tool_call", id: "c1", name: "read_file", input: { path: "todo.md" } }] },
+      { content: [{ type: "text", text: "The todo says: ship it." }] },
+      { content: [{ type: "text", text: "My helper found: ship it." }] }
+    )
+    const r = astrid(home, ["chat", "--print", "who are you and what is todo?", "--session", "parent-1", "--script", turns, "--workspace", workspace, "--json"])
+    expect(r.code, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout) as { text: string; decisions: ReadonlyArray<{ tool: string; decision: string; ok: boolean }> }
+    expect(out.text).toBe("My helper found: ship it.")
+    expect(out.decisions.map((d) => `${d.tool}:${d.decision}:${d.ok}`)).toEqual(["spark:Allowed:true", "task:Allowed:true"])
+    const identity = astrid(home, ["audit", "list", "--stream", "astrid-identity-alice", "--json"])
+    expect(JSON.parse(identity.stdout)).toEqual([expect.objectContaining({ type: "IdentityEvolved" })])
+    const parent = sessionEvents(home, "parent-1")
+    const started = parent.find((e) => e.type === "SubAgentStarted")
+    expect(started).toBeDefined()
+    const childId = String(started?.data["childSessionId"])
+    const child = sessionEvents(home, childId)
+    expect(child[0]).toMatchObject({ type: "SessionStarted", data: { parentSessionId: "parent-1" } })
+    expect(child.some((e) => e.type === "ToolResultRecorded")).toBe(true)
+    expect(parent.some((e) => e.type === "SubAgentFinished")).toBe(true)
+    expect(astrid(home, ["audit", "verify"]).code).toBe(0)
+  })
+
   it("refuses bad input with one clear line", () => {
     const { home, workspace, script } = setup()
     const turns = script({ content: [{ type: "text", text: "hi" }] })

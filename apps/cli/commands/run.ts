@@ -16,12 +16,14 @@ import { type Decision, SecurityInterceptor, type SecurityInterceptorApi } from 
 import type { ActionRequest } from "../../../domain/security/action.js"
 import { IdsLive, uuidv7 } from "../../../infrastructure/crypto/uuidv7.js"
 import { loadScript, makeScriptedProvider } from "../../../infrastructure/llm/scriptedProvider.js"
-import { builtinTools } from "../../../infrastructure/tools/builtinTools.js"
-import { CliError, usageError } from "../cliError.js"
+import { loadLlmSettings } from "../../../infrastructure/config/llmConfig.js"
+import { agentTools } from "../agentTools.js"
+import { asCli, CliError, usageError } from "../cliError.js"
 import { dim, green, printJson, printLines, red } from "../output.js"
 import { currentPrincipal } from "../principal.js"
 import { config } from "../runtime.js"
 import { securityFor } from "../securityRuntime.js"
+import { checkResumable } from "../sessionAccess.js"
 
 export const DEFAULT_PROMPT = "run the script"
 const APPROVER = "answers-file"
@@ -141,9 +143,11 @@ export const run = (args: RunArgs) =>
       const answers = args.answers === undefined ? undefined : yield* loadAnswers(args.answers)
       const cfg = yield* config
       const workspaceRoot = resolve(args.workspace ?? process.cwd())
-      const { interceptor, store, log } = yield* securityFor(cfg, workspaceRoot)
+      const security = yield* securityFor(cfg, workspaceRoot)
+      const { interceptor, store, log } = security
       const provider = yield* makeScriptedProvider(turns, args.script)
       const sessionId = args.session ?? uuidv7(Date.now())
+      yield* checkResumable(sessionId, currentPrincipal()).pipe(Effect.provideService(EventStore, store))
       const decisions: Array<DecisionRecord> = []
 
       const services = Layer.mergeAll(
@@ -154,12 +158,15 @@ export const run = (args: RunArgs) =>
         Layer.succeed(SecurityInterceptor, recordingInterceptor(interceptor, decisions)),
         answers === undefined ? Layer.empty : Layer.succeed(ApprovalChannel, answersChannel(answers))
       )
+      const { llm, agents } = yield* asCli(loadLlmSettings(cfg.configPath, { ...process.env, ASTRID_LLM_PROVIDER: "scripted", ASTRID_MODEL: "scripted" }))
+      const { tools, system } = yield* agentTools({ principal: currentPrincipal(), sessionId, workspaceRoot, llm, agents, security, services })
       const result = yield* runTurn({
         principal: currentPrincipal(),
         sessionId,
         workspaceRoot,
         userInput: args.prompt ?? DEFAULT_PROMPT,
-        tools: builtinTools,
+        tools,
+        system,
         model: "scripted"
       }).pipe(
         Effect.provide(services),

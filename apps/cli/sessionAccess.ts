@@ -1,0 +1,37 @@
+/**
+ * Whether a principal may continue a session: only its own (I7), and never a deleted one (its events stay
+ * in the audit log, but nothing more is added to it).
+ */
+import { Effect, Option, Schema } from "effect"
+import { EventStore } from "../../application/ports/eventStore.js"
+import { decodeRecorded } from "../../application/streamState.js"
+import { EventMetadata } from "../../domain/envelope.js"
+import { sessionStream } from "../../domain/streams.js"
+import { asCli, usageError } from "./cliError.js"
+
+/** Whose session this is, and whether it can be resumed (I7: only its own principal may). */
+const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/
+
+export const checkResumable = (sessionId: string, principal: string) =>
+  Effect.gen(function* () {
+    if (!SESSION_ID.test(sessionId)) {
+      return yield* Effect.fail(usageError(`'${sessionId}' is not a session id: use letters, digits and . _ : @ - (at most 128 characters)`))
+    }
+    const store = yield* EventStore
+    const events = yield* asCli(store.readStream(sessionStream(sessionId)))
+    if (events.length === 0) return "new" as const
+    const first = events[0]
+    const owner = first === undefined ? undefined : Option.getOrUndefined(Schema.decodeUnknownOption(Schema.parseJson(EventMetadata))(first.metadata))?.principal
+    if (owner !== principal) {
+      return yield* Effect.fail(usageError(`session ${sessionId} belongs to another principal; you (${principal}) can only resume your own sessions ('astrid sessions list')`))
+    }
+    for (const r of events) {
+      const e = decodeRecorded(r)
+      if (e?._tag === "SessionEnded" && e.reason === "deleted") {
+        return yield* Effect.fail(usageError(`session ${sessionId} was deleted${e.detail === null ? "" : ` (${e.detail})`}; its events stay in the audit log but it cannot be resumed; start a new one`))
+      }
+    }
+    const messages = events.filter((r) => r.type === "MessageRecorded").length
+    return { messages } as const
+  })
+
