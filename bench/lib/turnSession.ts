@@ -8,7 +8,7 @@
  *   node --import tsx --expose-gc bench/lib/turnSession.ts <fixture dir> <db path> <turns> <target events> <full|normal>
  */
 import { Effect, Option } from "effect"
-import { runTurn } from "../../application/agent/agentLoop.js"
+import { makeSessionMemory, runTurn } from "../../application/agent/agentLoop.js"
 import { loadConversation } from "../../application/agent/conversation.js"
 import { EventStore } from "../../application/ports/eventStore.js"
 import { makeRunContext } from "../../application/tools/tool.js"
@@ -90,6 +90,8 @@ const report = await Effect.runPromise(
       const provider = timedProvider(yield* makeScriptedProvider(scriptForTurns(turns + extra), "bench/turn"))
       const layer = services.layerWith(provider)
       const context = yield* makeRunContext(fixture.workspace)
+      // As \`astrid chat\` does: one memory for the whole session, so each turn reads only new events.
+      const memory = makeSessionMemory(SESSION_ID)
       const stream = sessionStream(SESSION_ID)
 
       const oneTurn = (i: number) =>
@@ -103,7 +105,8 @@ const report = await Effect.runPromise(
             userInput: userInput(i),
             tools: builtinTools,
             model: MODEL,
-            context
+            context,
+            memory
           }).pipe(Effect.provide(layer))
           const ended = performance.now()
           const first = provider.requests[before]

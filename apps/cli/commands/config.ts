@@ -2,6 +2,7 @@
 import { Effect, Either } from "effect"
 import { existsSync } from "node:fs"
 import { join, resolve } from "node:path"
+import { loadLlmSettings } from "../../../infrastructure/config/llmConfig.js"
 import { loadSecuritySettings } from "../../../infrastructure/config/securityConfig.js"
 import { loadPublicKey, secretKeyPath } from "../../../infrastructure/keys/keyFiles.js"
 import { asCli } from "../cliError.js"
@@ -42,13 +43,18 @@ export const show = (args: { readonly json: boolean; readonly workspace?: string
     const cfg = yield* config
     const workspace = workspaceOf(args.workspace)
     const security = yield* asCli(loadSecuritySettings(cfg.home, workspace))
+    const { llm, agents } = yield* asCli(loadLlmSettings(cfg.configPath, process.env))
+    const keySet = llm.apiKeyEnv === null ? null : process.env[llm.apiKeyEnv] !== undefined && process.env[llm.apiKeyEnv] !== ""
     const result = {
       home: cfg.home,
       eventStore: { ...cfg.eventStore, url: cfg.eventStore.url === null ? null : redact(cfg.eventStore.url) },
       audit: cfg.audit,
       workspace,
       security: security.settings,
-      tokens: { trustedIssuers: security.trustedIssuerKeys.length === 0 ? "local runtime keys" : security.trustedIssuerKeys, clockSkewMs: security.clockSkewMs }
+      tokens: { trustedIssuers: security.trustedIssuerKeys.length === 0 ? "local runtime keys" : security.trustedIssuerKeys, clockSkewMs: security.clockSkewMs },
+      // The key itself is never printed: only which variable holds it and whether it is set.
+      llm: { ...llm, baseUrl: llm.baseUrl === null ? null : redact(llm.baseUrl), apiKeySet: keySet },
+      agents
     }
     if (args.json) return yield* printJson(result)
     yield* printLines(
@@ -81,6 +87,25 @@ export const validate = (args: { readonly json: boolean; readonly workspace?: st
             ? { name: "security settings", ok: false, detail: security.left.message }
             : { name: "security settings", ok: true, detail: `mode ${security.right.settings.workspaceMode}, escape ${security.right.settings.escapePolicy}, for ${workspace}` }
         )
+        const llm = yield* Effect.either(loadLlmSettings(c.configPath, process.env))
+        if (Either.isLeft(llm)) {
+          checks.push({ name: "model settings", ok: false, detail: llm.left.message })
+        } else {
+          const l = llm.right.llm
+          const keyName = l.apiKeyEnv
+          const missingKey = keyName !== null && l.provider !== "ollama" && (process.env[keyName] ?? "") === ""
+          const missingScript = l.provider === "scripted" && l.script === null
+          checks.push({
+            name: "model settings",
+            // A key may be set only where chat runs; its absence is reported, not failed.
+            ok: !missingScript,
+            detail: missingKey
+              ? `${l.provider} ${l.model}; note: ${keyName} is not set here, and 'astrid chat' needs it (or name another variable with [llm] api_key_env)`
+              : missingScript
+                ? "the scripted provider has no script: set [llm] script or ASTRID_LLM_SCRIPT"
+                : `${l.provider} ${l.model}${l.baseUrl === null ? "" : ` at ${redact(l.baseUrl)}`}${Object.prototype.hasOwnProperty.call(l.prices, l.model) ? "" : " (no price for this model: its usage is recorded at cost 0)"}`
+          })
+        }
         if (c.eventStore.url === null && !existsSync(c.eventStore.path)) {
           checks.push({ name: "event store", ok: true, detail: `${c.eventStore.path} (not created yet; the first recorded event creates it)` })
         } else {
