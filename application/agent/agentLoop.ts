@@ -50,6 +50,8 @@ export interface TurnObserver {
   readonly onToolResult?: (call: { readonly id: string; readonly name: string }, result: ToolResult) => void
   /** A note the loop recorded (why a turn stopped). */
   readonly onNote?: (text: string) => void
+  /** The usage of one model call and its cost in micro-dollars, as recorded in LlmUsageRecorded. */
+  readonly onUsage?: (usage: { readonly inputTokens: number; readonly outputTokens: number; readonly costMicros: number }) => void
 }
 
 /**
@@ -311,6 +313,7 @@ export const runTurn = (input: TurnInput) =>
           yield* message("assistant", encodeAssistant(assistant), "trusted"),
           draft(LlmUsageRecorded.make({ provider: provider.name, model: input.model, ...usage, costMicros: cost.microDollars }))
         ])
+        observer.onUsage?.({ ...usage, costMicros: cost.microDollars })
         messages.push(assistantMessage(assistant))
         lastText = collected.text
 

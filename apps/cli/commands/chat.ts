@@ -15,6 +15,7 @@ import { realpathSync } from "node:fs"
 import { resolve } from "node:path"
 import * as readline from "node:readline"
 import { DEFAULT_MAX_STEPS, makeSessionMemory, runTurn, type TurnObserver, type TurnResult } from "../../../application/agent/agentLoop.js"
+import { loadConversation } from "../../../application/agent/conversation.js"
 import { EventLog } from "../../../application/eventLog.js"
 import { ApprovalChannel } from "../../../application/ports/approvalChannel.js"
 import { EventStore } from "../../../application/ports/eventStore.js"
@@ -160,6 +161,7 @@ export const chat = (args: ChatArgs) =>
         Effect.gen(function* () {
           const md = makeMarkdownStream(!args.json && useColour(out), Math.min(out.columns ?? 100, 120))
           const inputs = new Map<string, unknown>()
+          const spent = { inputTokens: 0, outputTokens: 0, costMicros: 0 }
           let atLineStart = true
           const write = (text: string) => {
             if (args.json || text === "") return
@@ -187,7 +189,12 @@ export const chat = (args: ChatArgs) =>
               say(paint(colour, line.tone === "ok" ? "32" : line.tone === "bad" ? "31" : "33", `  ${line.text}`))
               if (result.decision?._tag === "Allowed" && result.output !== "") say(paint(colour, "2", preview(result.output).replace(/^/gm, "  │ ")))
             },
-            onNote: (text) => say(paint(colour, "2", `  (${text})`))
+            onNote: (text) => say(paint(colour, "2", `  (${text})`)),
+            onUsage: (u) => {
+              spent.inputTokens += u.inputTokens
+              spent.outputTokens += u.outputTokens
+              spent.costMicros += u.costMicros
+            }
           }
           const result = yield* runTurn({
             principal,
@@ -207,6 +214,9 @@ export const chat = (args: ChatArgs) =>
           }).pipe(Effect.provide(services))
           write(md.flush())
           if (!atLineStart) write("\n")
+          if (interactive) {
+            say(paint(colour, "2", `  ${result.steps} step(s) · ${spent.inputTokens + spent.outputTokens} tokens · $${(spent.costMicros / 1e6).toFixed(4)}`))
+          }
           return result
         })
 
@@ -362,6 +372,23 @@ const interactiveLoop = (d: LoopDeps) =>
         `model ${d.llm.model} via ${d.llm.provider} · workspace ${d.workspaceRoot} · mode ${d.security.settings.workspaceMode} · ${d.terminal ? "approvals asked here" : "no terminal: actions needing approval are deferred"} · /help`
       )
     )
+    if (d.resumed !== "new") {
+      // Where the conversation stopped: the last thing said on each side.
+      const conversation = yield* loadConversation(d.sessionId).pipe(Effect.provideService(EventStore, d.security.store), asCli)
+      const lastOf = (role: "user" | "assistant") => {
+        for (let i = conversation.length - 1; i >= 0; i--) {
+          const m = conversation[i]
+          if (m?.role !== role) continue
+          const text = typeof m.content === "string" ? m.content : m.content.flatMap((p) => (p.type === "text" ? [p.text] : [])).join(" ")
+          if (text.trim() !== "") return oneLine(text, 200)
+        }
+        return undefined
+      }
+      const user = lastOf("user")
+      const assistant = lastOf("assistant")
+      if (user !== undefined) d.say(paint(d.colour, "2", `  last you said: ${user}`))
+      if (assistant !== undefined) d.say(paint(d.colour, "2", `  last the agent said: ${assistant}`))
+    }
     const history: Array<string> = []
     const reader = makeLineReader(d.terminal, history)
     const loop = Effect.gen(function* () {
