@@ -4,10 +4,11 @@
  * both as written (all commented out: the defaults) and with every setting line uncommented.
  */
 import { Effect } from "effect"
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { parse as parseToml } from "smol-toml"
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest"
+import { describe, expect, it } from "vitest"
+import { useCliCapture } from "../../../test/cliCapture.js"
 import { loadConfig } from "../../../infrastructure/config/astridConfig.js"
 import { loadSecuritySettings } from "../../../infrastructure/config/securityConfig.js"
 import { DEFAULT_POLICY } from "../../../domain/security/policy.js"
@@ -16,29 +17,8 @@ import { tempHome } from "../../../test/seedStore.js"
 import { init } from "./init.js"
 import { USER_CONFIG, WORKSPACE_CONFIG, WORKSPACE_GITIGNORE } from "./initTemplates.js"
 
-const dirs: Array<string> = []
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
-})
-
-let output = ""
-const ENV_KEYS = ["ASTRID_HOME", "NO_COLOR"] as const
-const savedEnv = new Map(ENV_KEYS.map((k) => [k, process.env[k]]))
-beforeEach(() => {
-  output = ""
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    output += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk)
-    return true
-  })
-})
-afterEach(() => {
-  vi.restoreAllMocks()
-  process.exitCode = undefined
-  for (const [k, v] of savedEnv) {
-    if (v === undefined) delete process.env[k]
-    else process.env[k] = v
-  }
-})
+const capture = useCliCapture(["ASTRID_HOME", "NO_COLOR"])
+const dirs = capture.homes
 
 /** A fresh root with a home that does not exist yet and an empty workspace. */
 const setup = () => {
@@ -65,9 +45,9 @@ interface Report {
 }
 
 const runJson = async (args: { workspace?: string; force?: boolean }): Promise<Report> => {
-  output = ""
+  capture.reset()
   await Effect.runPromise(init({ workspace: args.workspace, force: args.force ?? false, json: true }))
-  const parsed: Report = JSON.parse(output)
+  const parsed: Report = JSON.parse(capture.output())
   return parsed
 }
 const statuses = (r: Report): Record<string, string> => Object.fromEntries(r.items.map((i) => [i.item, i.status]))
@@ -114,10 +94,10 @@ describe("astrid init", () => {
     expect(readFileSync(join(workspace, ".astrid", "config.toml"), "utf8")).toBe(edited)
     expect(readFileSync(join(home, "keys", "runtime.key"), "utf8")).toBe(key)
 
-    output = ""
+    capture.reset()
     await Effect.runPromise(init({ workspace, force: false, json: false }))
-    expect(output).toMatch(/^STATUS\s+WHAT\s+PATH\s+DETAIL$/m)
-    expect(output).toContain(`already initialized: nothing changed in ${workspace} or ${home}`)
+    expect(capture.output()).toMatch(/^STATUS\s+WHAT\s+PATH\s+DETAIL$/m)
+    expect(capture.output()).toContain(`already initialized: nothing changed in ${workspace} or ${home}`)
   })
 
   it("--force rewrites the workspace's edited files from the templates, keeping .bak copies, never the user's files", async () => {

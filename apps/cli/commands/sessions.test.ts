@@ -7,9 +7,10 @@
 import { Command } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
 import { Cause, Clock, Effect, Exit, Layer, Option, Schema } from "effect"
-import { mkdirSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest"
+import { describe, expect, it } from "vitest"
+import { useCliCapture } from "../../../test/cliCapture.js"
 import { type EventDraft, EventLog, EventLogLive } from "../../../application/eventLog.js"
 import { Crypto } from "../../../application/ports/crypto.js"
 import { EventStore } from "../../../application/ports/eventStore.js"
@@ -24,29 +25,8 @@ import { initCommand, sessionsCommand } from "../commandDefs.js"
 import { run as runScript } from "./run.js"
 import { cleanup, deleteSession, formatMicros, list, printable, show } from "./sessions.js"
 
-const homes: Array<string> = []
-afterAll(() => {
-  for (const h of homes) rmSync(h, { recursive: true, force: true })
-})
-
-let output = ""
-const ENV_KEYS = ["ASTRID_HOME", "ASTRID_PRINCIPAL", "NO_COLOR"] as const
-const savedEnv = new Map(ENV_KEYS.map((k) => [k, process.env[k]]))
-beforeEach(() => {
-  output = ""
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    output += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk)
-    return true
-  })
-})
-afterEach(() => {
-  vi.restoreAllMocks()
-  process.exitCode = undefined
-  for (const [k, v] of savedEnv) {
-    if (v === undefined) delete process.env[k]
-    else process.env[k] = v
-  }
-})
+const capture = useCliCapture()
+const homes = capture.homes
 
 const DAY = 86_400_000
 const decodeEvent = Schema.decodeUnknownSync(AstridEvent)
@@ -99,9 +79,9 @@ const startedBy = (sessionId: string, workspace: string) => [
 ]
 
 const captured = async <A>(effect: Effect.Effect<A, CliError>): Promise<string> => {
-  output = ""
+  capture.reset()
   await Effect.runPromise(effect)
-  return output
+  return capture.output()
 }
 const json = async <A>(effect: Effect.Effect<A, CliError>): Promise<unknown> => JSON.parse(await captured(effect))
 

@@ -2,9 +2,10 @@
  * `astrid tokens list|show|revoke` handlers, run in-process against a real SQLite file in a temporary
  * ASTRID_HOME (the commands are wired into main.ts separately; the bin's own tests cover wiring).
  */
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest"
+import { describe, expect, it } from "vitest"
+import { useCliCapture } from "../../../test/cliCapture.js"
 import { Cause, Effect, Exit, Layer, Option } from "effect"
-import { rmSync } from "node:fs"
+
 import { join } from "node:path"
 import { EventLogLive } from "../../../application/eventLog.js"
 import { Crypto } from "../../../application/ports/crypto.js"
@@ -20,29 +21,8 @@ import { tempHome } from "../../../test/seedStore.js"
 import { CliError } from "../cliError.js"
 import { currentPrincipal, list, revoke, show } from "./tokens.js"
 
-const homes: Array<string> = []
-afterAll(() => {
-  for (const h of homes) rmSync(h, { recursive: true, force: true })
-})
-
-let output = ""
-// The CLI's config captured the process.env object itself, so keys are restored on it, never replaced.
-const ENV_KEYS = ["ASTRID_HOME", "ASTRID_PRINCIPAL", "NO_COLOR"] as const
-const savedEnv = new Map(ENV_KEYS.map((k) => [k, process.env[k]]))
-beforeEach(() => {
-  output = ""
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    output += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk)
-    return true
-  })
-})
-afterEach(() => {
-  vi.restoreAllMocks()
-  for (const [k, v] of savedEnv) {
-    if (v === undefined) delete process.env[k]
-    else process.env[k] = v
-  }
-})
+const capture = useCliCapture()
+const homes = capture.homes
 
 /** A home with a runtime key and tokens minted for ada (two) and bob (one). */
 const seeded = async (): Promise<{ home: string; ada: ReadonlyArray<CapabilityToken>; bob: CapabilityToken }> => {
@@ -80,18 +60,18 @@ const cliFailure = async (effect: Effect.Effect<unknown, CliError>): Promise<Cli
   return failure.value
 }
 
-const parsed = (): unknown => JSON.parse(output)
+const parsed = (): unknown => JSON.parse(capture.output())
 
 describe("astrid tokens", () => {
   it("list shows the current principal's tokens (ASTRID_PRINCIPAL), or another's with --principal", async () => {
     const { ada, bob } = await seeded()
     await Effect.runPromise(list({ json: false }))
-    expect(output).toContain(ada[0]?.tokenId)
-    expect(output).toContain(ada[1]?.tokenId)
-    expect(output).not.toContain(bob.tokenId)
-    expect(output).toMatch(/TOKEN\s+STATUS\s+PERMISSIONS\s+RESOURCE\s+EXPIRES\s+USE/)
-    expect(output).toContain("single-use")
-    output = ""
+    expect(capture.output()).toContain(ada[0]?.tokenId)
+    expect(capture.output()).toContain(ada[1]?.tokenId)
+    expect(capture.output()).not.toContain(bob.tokenId)
+    expect(capture.output()).toMatch(/TOKEN\s+STATUS\s+PERMISSIONS\s+RESOURCE\s+EXPIRES\s+USE/)
+    expect(capture.output()).toContain("single-use")
+    capture.reset()
     await Effect.runPromise(list({ principal: "bob", json: true }))
     expect(parsed()).toEqual([expect.objectContaining({ tokenId: bob.tokenId, principal: "bob", status: "active", resource: "mcp://fs:*", used: null, revoked: null })])
   })
@@ -99,11 +79,11 @@ describe("astrid tokens", () => {
   it("list says so when a principal has no tokens, and when there is no store yet", async () => {
     await seeded()
     await Effect.runPromise(list({ principal: "carol", json: false }))
-    expect(output.trim()).toBe("no capability tokens for principal 'carol'")
+    expect(capture.output().trim()).toBe("no capability tokens for principal 'carol'")
     const empty = tempHome()
     homes.push(empty)
     process.env["ASTRID_HOME"] = empty
-    output = ""
+    capture.reset()
     await Effect.runPromise(list({ json: true }))
     expect(parsed()).toEqual([])
   })
@@ -112,10 +92,10 @@ describe("astrid tokens", () => {
     const { ada } = await seeded()
     const id = ada[0]?.tokenId ?? ""
     await Effect.runPromise(show({ tokenId: id, json: false }))
-    expect(output).toMatch(new RegExp(`^token\\s+${id}$`, "m"))
-    expect(output).toMatch(/^status\s+active$/m)
-    expect(output).toMatch(/^resource\s+file:\/\/\/home\/ada\/project\/\*\*$/m)
-    output = ""
+    expect(capture.output()).toMatch(new RegExp(`^token\\s+${id}$`, "m"))
+    expect(capture.output()).toMatch(/^status\s+active$/m)
+    expect(capture.output()).toMatch(/^resource\s+file:\/\/\/home\/ada\/project\/\*\*$/m)
+    capture.reset()
     await Effect.runPromise(show({ tokenId: id, json: true }))
     expect(parsed()).toMatchObject({ tokenId: id, status: "active", stream: "astrid-principal-ada", hash: expect.stringMatching(/^[0-9a-f]{64}$/) })
   })
@@ -133,10 +113,10 @@ describe("astrid tokens", () => {
     const id = ada[1]?.tokenId ?? ""
     await Effect.runPromise(revoke({ tokenId: id, reason: "no longer needed", json: true }))
     expect(parsed()).toMatchObject({ tokenId: id, status: "revoked", revoked: { by: "ada", reason: "no longer needed" } })
-    output = ""
+    capture.reset()
     await Effect.runPromise(show({ tokenId: id, json: false }))
-    expect(output).toMatch(/^status\s+revoked/m)
-    expect(output).toMatch(/^revoked by\s+ada: no longer needed/m)
+    expect(capture.output()).toMatch(/^status\s+revoked/m)
+    expect(capture.output()).toMatch(/^revoked by\s+ada: no longer needed/m)
     const again = await cliFailure(revoke({ tokenId: id, json: false }))
     expect(again.exitCode).toBe(2)
     expect(again.message).toContain("already revoked")

@@ -5,9 +5,10 @@
  * separately; the bin's own tests cover wiring).
  */
 import { Effect } from "effect"
-import { existsSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest"
+import { describe, expect, it } from "vitest"
+import { useCliCapture } from "../../../test/cliCapture.js"
 import { SecurityInterceptor } from "../../../application/security/securityInterceptor.js"
 import { runTool } from "../../../application/tools/runTool.js"
 import { makeRunContext } from "../../../application/tools/tool.js"
@@ -19,29 +20,8 @@ import { tempHome } from "../../../test/seedStore.js"
 import { approve, deny } from "./approvals.js"
 import { worker } from "./worker.js"
 
-const homes: Array<string> = []
-afterAll(() => {
-  for (const h of homes) rmSync(h, { recursive: true, force: true })
-})
-
-let output = ""
-// The CLI's config captured the process.env object itself, so keys are restored on it, never replaced.
-const ENV_KEYS = ["ASTRID_HOME", "ASTRID_PRINCIPAL", "NO_COLOR"] as const
-const savedEnv = new Map(ENV_KEYS.map((k) => [k, process.env[k]]))
-beforeEach(() => {
-  output = ""
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    output += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk)
-    return true
-  })
-})
-afterEach(() => {
-  vi.restoreAllMocks()
-  for (const [k, v] of savedEnv) {
-    if (v === undefined) delete process.env[k]
-    else process.env[k] = v
-  }
-})
+const capture = useCliCapture()
+const homes = capture.homes
 
 /** A home whose queue holds alice's tool calls, deferred because nobody could be asked. */
 const deferredHome = async (calls: ReadonlyArray<{ readonly tool: typeof bashToolErased; readonly input: unknown }>) => {
@@ -63,7 +43,7 @@ const deferredHome = async (calls: ReadonlyArray<{ readonly tool: typeof bashToo
   return { home, workspace: h.workspace, requestIds }
 }
 
-const jsonOutput = (): unknown => JSON.parse(output)
+const jsonOutput = (): unknown => JSON.parse(capture.output())
 
 describe("approve, then run", () => {
   it("approve runs the approved command once and prints its result", async () => {
@@ -71,10 +51,10 @@ describe("approve, then run", () => {
     const [id] = requestIds
     if (id === undefined) throw new Error("no request")
     await Effect.runPromise(approve({ id, scope: "once", json: false }))
-    expect(output).toContain(`${id}: run: echo built > artifact.txt && cat artifact.txt`)
-    expect(output).toMatch(/allowed: run: echo built .* \(approved \(once\) by alice\)\nran bash: run: echo built .* \(ok, \d+ ms\), result recorded in session s1\n\s+built\n\s+\[exit code: 0\]/)
+    expect(capture.output()).toContain(`${id}: run: echo built > artifact.txt && cat artifact.txt`)
+    expect(capture.output()).toMatch(/allowed: run: echo built .* \(approved \(once\) by alice\)\nran bash: run: echo built .* \(ok, \d+ ms\), result recorded in session s1\n\s+built\n\s+\[exit code: 0\]/)
     expect(readFileSync(join(workspace, "artifact.txt"), "utf8")).toBe("built\n")
-    output = ""
+    capture.reset()
     await Effect.runPromise(worker({ once: true, json: true }))
     expect(jsonOutput()).toEqual([])
   })
@@ -90,15 +70,15 @@ describe("approve, then run", () => {
     expect(jsonOutput()).toMatchObject({ requestId: later, decision: "Allowed" })
     expect(jsonOutput()).not.toHaveProperty("execution")
     expect(existsSync(join(workspace, "later.txt"))).toBe(false)
-    output = ""
+    capture.reset()
     await Effect.runPromise(deny({ id: never, reason: "not today", json: true }))
-    output = ""
+    capture.reset()
     await Effect.runPromise(worker({ once: true, json: true }))
     expect(jsonOutput()).toEqual([expect.objectContaining({ requestId: later, status: "ran", tool: "write_file", ok: true })])
     expect(readFileSync(join(workspace, "later.txt"), "utf8")).toBe("from the worker\n")
     expect(existsSync(join(workspace, "never.txt"))).toBe(false)
-    output = ""
+    capture.reset()
     await Effect.runPromise(worker({ once: true, json: false }))
-    expect(output).toBe("no approved actions waiting to run for alice\n")
+    expect(capture.output()).toBe("no approved actions waiting to run for alice\n")
   })
 })
