@@ -1,11 +1,14 @@
 /**
  * `edit_file`: replaces an exact string in a file. The old string must occur exactly once unless
  * `replace_all` is set, so an edit never lands somewhere the model did not mean.
+ *
+ * Like write_file it refuses a symbolic link at the final component (O_NOFOLLOW), and it reads and
+ * writes through one handle, so a link swapped in after the action was judged cannot redirect the edit.
  */
 import { Effect, Schema } from "effect"
-import { readFile, writeFile } from "node:fs/promises"
 import { decodeWith, eraseTool, ToolError, type Tool } from "../../application/tools/tool.js"
-import { toolPath, tryFs } from "./workspaceFiles.js"
+import { fsError, toolPath } from "./workspaceFiles.js"
+import { openNoFollow, writeAllAt0 } from "./writeFile.js"
 
 const Input = Schema.Struct({
   path: Schema.String,
@@ -43,17 +46,26 @@ export const editFileTool: Tool<Input> = {
       const fail = (message: string) => Effect.fail(new ToolError({ tool: "edit_file", message }))
       if (input.old_string === "") return yield* fail("old_string is empty; give the exact text to replace, or use write_file to write a whole file")
       if (input.old_string === input.new_string) return yield* fail("old_string and new_string are the same; nothing would change")
-      const text = yield* tryFs("edit_file", path, () => readFile(path, "utf8"))
-      const count = countOf(text, input.old_string)
-      if (count === 0) return yield* fail(`old_string was not found in ${path}; read the file again and copy the text exactly, whitespace included`)
-      const all = input.replace_all === true
-      if (count > 1 && !all) {
-        return yield* fail(`old_string occurs ${count} times in ${path}; add surrounding lines to make it unique, or set replace_all to replace every occurrence`)
-      }
-      const at = text.indexOf(input.old_string)
-      const next = all ? text.split(input.old_string).join(input.new_string) : text.slice(0, at) + input.new_string + text.slice(at + input.old_string.length)
-      yield* tryFs("edit_file", path, () => writeFile(path, next, "utf8"))
-      return `replaced ${all ? count : 1} occurrence${(all ? count : 1) === 1 ? "" : "s"} in ${path}`
+      return yield* Effect.acquireUseRelease(
+        openNoFollow("edit_file", path, "update"),
+        (handle) =>
+          Effect.gen(function* () {
+            const text = yield* Effect.tryPromise({ try: () => handle.readFile("utf8"), catch: fsError("edit_file", path) })
+            const count = countOf(text, input.old_string)
+            if (count === 0) return yield* fail(`old_string was not found in ${path}; read the file again and copy the text exactly, whitespace included`)
+            const all = input.replace_all === true
+            if (count > 1 && !all) {
+              return yield* fail(`old_string occurs ${count} times in ${path}; add surrounding lines to make it unique, or set replace_all to replace every occurrence`)
+            }
+            const at = text.indexOf(input.old_string)
+            const next = all ? text.split(input.old_string).join(input.new_string) : text.slice(0, at) + input.new_string + text.slice(at + input.old_string.length)
+            const bytes = Buffer.from(next, "utf8")
+            yield* Effect.tryPromise({ try: () => handle.truncate(0), catch: fsError("edit_file", path) })
+            yield* writeAllAt0("edit_file", path, handle, bytes)
+            return `replaced ${all ? count : 1} occurrence${(all ? count : 1) === 1 ? "" : "s"} in ${path}`
+          }),
+        (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+      )
     })
 }
 

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { editFileTool } from "./editFile.js"
@@ -54,6 +54,27 @@ describe("write_file", () => {
     expect(leftOf(await runDirect(writeFileTool, { path: "file/x.txt", content: "" }, await context(root)))).toMatch(/file/)
     expect(existsSync(join(root, "file/x.txt"))).toBe(false)
   })
+
+  it("refuses to write through a symbolic link at the final component, to an existing or a missing target", async () => {
+    const root = tempDir()
+    const outside = tempDir()
+    writeFileSync(join(outside, "kept.txt"), "original")
+    symlinkSync(join(outside, "kept.txt"), join(root, "notes.txt"))
+    symlinkSync(join(outside, "new.txt"), join(root, "dangling.txt"))
+    const ctx = await context(root)
+    expect(leftOf(await runDirect(writeFileTool, { path: "notes.txt", content: "redirected" }, ctx))).toMatch(/notes\.txt is a symbolic link; write_file does not write through links/)
+    expect(leftOf(await runDirect(writeFileTool, { path: "dangling.txt", content: "redirected" }, ctx))).toMatch(/is a symbolic link/)
+    expect(readFileSync(join(outside, "kept.txt"), "utf8")).toBe("original")
+    expect(existsSync(join(outside, "new.txt"))).toBe(false)
+    expect(lstatSync(join(root, "notes.txt")).isSymbolicLink()).toBe(true)
+  })
+
+  it("replaces an existing file's content entirely, also when the new content is shorter", async () => {
+    const root = tempDir()
+    writeFileSync(join(root, "f.txt"), "a much longer original text")
+    expect(rightOf(await runDirect(writeFileTool, { path: "f.txt", content: "short" }, await context(root)))).toMatch(/wrote 5 bytes/)
+    expect(readFileSync(join(root, "f.txt"), "utf8")).toBe("short")
+  })
 })
 
 describe("edit_file", () => {
@@ -82,5 +103,22 @@ describe("edit_file", () => {
     expect(leftOf(await runDirect(editFileTool, { path: "missing.ts", old_string: "a", new_string: "y" }, ctx))).toMatch(/does not exist/)
     expect(leftOf(await runDirect(editFileTool, { path: "e.ts", old_string: "a", new_string: "a" }, ctx))).toMatch(/the same/)
     expect(leftOf(await runDirect(editFileTool, { path: "e.ts", old_string: "", new_string: "a" }, ctx))).toMatch(/empty/)
+  })
+
+  it("refuses to edit through a symbolic link at the final component", async () => {
+    const root = tempDir()
+    const outside = tempDir()
+    writeFileSync(join(outside, "target.ts"), "const secret = 1\n")
+    symlinkSync(join(outside, "target.ts"), join(root, "e.ts"))
+    const ctx = await context(root)
+    expect(leftOf(await runDirect(editFileTool, { path: "e.ts", old_string: "1", new_string: "2" }, ctx))).toMatch(/e\.ts is a symbolic link; edit_file does not write through links/)
+    expect(readFileSync(join(outside, "target.ts"), "utf8")).toBe("const secret = 1\n")
+  })
+
+  it("a shorter replacement leaves no trailing bytes of the old text", async () => {
+    const root = tempDir()
+    writeFileSync(join(root, "e.ts"), "const value = 'a long string here'\n")
+    expect(rightOf(await runDirect(editFileTool, { path: "e.ts", old_string: "'a long string here'", new_string: "1" }, await context(root)))).toMatch(/replaced 1/)
+    expect(readFileSync(join(root, "e.ts"), "utf8")).toBe("const value = 1\n")
   })
 })
