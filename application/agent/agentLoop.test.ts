@@ -16,7 +16,7 @@ import { LlmEvent, LlmProvider, type LlmProviderApi, type LlmRequest } from "../
 import { BudgetService, BudgetServiceLive } from "../security/budgetService.js"
 import { SecurityInterceptor } from "../security/securityInterceptor.js"
 import type { AnyTool } from "../tools/tool.js"
-import { makeSessionMemory, runTurn, type TurnInput } from "./agentLoop.js"
+import { makeSessionMemory, openToolCalls, runTurn, type TurnInput } from "./agentLoop.js"
 import { encodeAssistant, loadConversation, UNTRUSTED_CLOSE, UNTRUSTED_OPEN } from "./conversation.js"
 
 /** Keeps every request the loop sends, so tests can compare them with what the log rebuilds. */
@@ -205,7 +205,7 @@ describe("runTurn", () => {
     expect(rebuilt.map((m) => m.role)).toEqual(["user", "assistant", "tool"])
   })
 
-  it("interrupting while a tool runs hands its call back as cancelled, then records the cancellation", async () => {
+  it("interrupting while a tool runs keeps finished calls' results, marks the running one as possibly partly run and the rest as not run", async () => {
     const h = await makeHarness()
     writeFileSync(join(h.workspace, "src/a.txt"), "a\n")
     const running = Effect.runSync(Deferred.make<void>())
@@ -220,11 +220,13 @@ describe("runTurn", () => {
           run: () => Deferred.succeed(running, undefined).pipe(Effect.zipRight(Effect.never))
         }))
     }
-    const provider = scripted([{ content: [toolCall("slow_read", { path: "src/a.txt" }, "call_slow")] }])
+    const provider = scripted([
+      { content: [toolCall("read_file", { path: "src/a.txt" }, "call_done"), toolCall("slow_read", { path: "src/a.txt" }, "call_slow"), toolCall("read_file", { path: "src/a.txt" }, "call_later")] }
+    ])
     const layer = await services(h, provider)
     await h.run(
       Effect.gen(function* () {
-        const fiber = yield* Effect.fork(runTurn(turn(h, "slow", { tools: [slowRead] })))
+        const fiber = yield* Effect.fork(runTurn(turn(h, "slow", { tools: [readFileToolErased, slowRead] })))
         yield* Deferred.await(running)
         yield* Fiber.interrupt(fiber)
       }).pipe(Effect.provide(layer))
@@ -235,7 +237,11 @@ describe("runTurn", () => {
     const rebuilt = await h.run(Effect.provide(loadConversation("s1"), layer))
     expect(rebuilt.at(-1)).toEqual({
       role: "tool",
-      content: [{ type: "tool_result", toolCallId: "call_slow", content: "cancelled: the user interrupted the turn before this call finished", isError: true }]
+      content: [
+        { type: "tool_result", toolCallId: "call_done", content: `${UNTRUSTED_OPEN}\n     1\ta\n${UNTRUSTED_CLOSE}`, isError: false },
+        { type: "tool_result", toolCallId: "call_slow", content: expect.stringMatching(/while this call was running; it may have partly run/), isError: true },
+        { type: "tool_result", toolCallId: "call_later", content: expect.stringMatching(/before this call started; it did not run/), isError: true }
+      ]
     })
   })
 
@@ -310,6 +316,22 @@ describe("runTurn", () => {
       const events = await h.events(STREAM)
       expect(events.some((e) => e._tag === "BudgetReserved")).toBe(false)
       expect(events.at(-1)).toMatchObject({ _tag: "MessageRecorded", role: "system" })
+    })
+
+    it("a model-call reservation left open by a process that died mid-call is released when the session resumes", async () => {
+      const h = await makeHarness()
+      const service = await budgetFor(h)
+      const held = await Effect.runPromise(
+        service.reserve({ sessionStream: STREAM, workspaceStream: "astrid-workspace-w1", actionId: "llm-crashed", amountMicros: 40_000, limits, principal: "alice", sessionId: "s1" })
+      )
+      expect(held._tag).toBe("Reserved")
+      expect(await Effect.runPromise(service.snapshot(STREAM))).toMatchObject({ reservedMicros: 40_000 })
+      const provider = scripted([{ content: [{ type: "text", text: "back" }], usage: { input_tokens: 10, output_tokens: 1 } }])
+      await h.run(Effect.provide(runTurn(turn(h, "again", { prices, maxTokens: 10, llmBudget: { service, limits, workspaceStream: "astrid-workspace-w1" } })), await services(h, provider)))
+      expect(await Effect.runPromise(service.snapshot(STREAM))).toMatchObject({ reservedMicros: 0, openReservations: 0 })
+      expect(await Effect.runPromise(service.snapshot("astrid-workspace-w1"))).toMatchObject({ reservedMicros: 0 })
+      const notes = (await h.events(STREAM)).filter((e) => e._tag === "MessageRecorded" && e.role === "system")
+      expect(notes.map((n) => n._tag === "MessageRecorded" && n.content)).toContainEqual(expect.stringMatching(/1 model-call reservation\(s\) left open/))
     })
 
     it("a model with no price reserves nothing", async () => {
@@ -429,4 +451,32 @@ describe("runTurn", () => {
     expect(JSON.stringify(last)).toContain("from elsewhere")
     expect(last.filter((m) => m.role === "user").map((m) => m.content)).toEqual(["first", "second", "from elsewhere", "third"])
   })
+
+  it("a runtime notice landing in an open tool round does not hide the round from the crash repair", () => {
+    const assistant = MessageRecordedOf("assistant", encodeAssistant({ text: "", toolCalls: [{ id: "c1", name: "bash", input: {} }, { id: "c2", name: "bash", input: {} }] }), "trusted")
+    const notice = MessageRecordedOf("user", '{"deferredAction":{}}', "untrusted")
+    expect(openToolCalls([assistant, notice]).map((c) => c.id)).toEqual(["c1", "c2"])
+    expect(openToolCalls([assistant, notice, MessageRecordedOf("user", "next", "trusted")])).toEqual([])
+  })
+
+  it("a model call that reports no usage is charged what was reserved; non-ASCII prompts reserve by their UTF-8 bytes", async () => {
+    const h = await makeHarness()
+    const crypto = await makeCrypto()
+    const base = Layer.mergeAll(Layer.succeed(EventStore, h.store), Layer.succeed(Crypto, crypto), IdsLive)
+    const service = await Effect.runPromise(BudgetService.pipe(Effect.provide(Layer.provide(BudgetServiceLive, Layer.provideMerge(EventLogLive({ checkpointEvery: 0 }), base)))))
+    const provider = scripted([{ content: [{ type: "text", text: "ok" }] }])
+    const prices = { "test-model": { inputPerMillion: 1_000_000, outputPerMillion: 0 } }
+    const limits = { perActionMicros: 1_000_000, perSessionMicros: 5_000_000, perWorkspaceMicros: 20_000_000, warnAtPercent: 0 }
+    const prompt = "日本語".repeat(1000)
+    await h.run(Effect.provide(runTurn(turn(h, prompt, { prices, maxTokens: 10, tools: [], llmBudget: { service, limits, workspaceStream: "astrid-workspace-w1" } })), await services(h, provider)))
+    const events = await h.events(STREAM)
+    const reserved = events.find((e) => e._tag === "BudgetReserved")
+    // 3,000 characters of Japanese are 9,000 UTF-8 bytes: at $1 per million input tokens, at least 9,000 micro-dollars.
+    expect(reserved?._tag === "BudgetReserved" && reserved.amountMicros).toBeGreaterThanOrEqual(9_000)
+    const committed = events.find((e) => e._tag === "BudgetCommitted")
+    expect(committed?._tag === "BudgetCommitted" && reserved?._tag === "BudgetReserved" && committed.amountMicros === reserved.amountMicros).toBe(true)
+  })
 })
+
+const MessageRecordedOf = (role: "user" | "assistant" | "tool" | "system", content: string, inputClassification: "trusted" | "untrusted") =>
+  ({ _tag: "MessageRecorded", messageId: `m-${role}-${content.length}`, role, content, inputClassification }) as const

@@ -81,6 +81,11 @@ export interface TurnInput {
   readonly prices?: PriceTable
   /** The session's shell state; pass the same one to every turn to keep bash's working directory. */
   readonly context?: RunContext
+  /**
+   * How far the user message may be trusted: "trusted" (default) for a person's own words; a sub-agent's
+   * task, written by its parent model, is "pre-authorized", never the person's authority.
+   */
+  readonly userClassification?: Classification
   /** The session that spawned this one (a sub-agent's parent), recorded in SessionStarted. */
   readonly parentSessionId?: string
   readonly observer?: TurnObserver
@@ -120,19 +125,28 @@ export interface SessionMemory {
   readonly sessionId: string
   readonly events: Array<AstridEvent>
   nextRevision: number
+  /** Model-call reservations (reservation id to action id) not yet committed or released. */
+  readonly openModelReservations: Map<string, string>
 }
 
-export const makeSessionMemory = (sessionId: string): SessionMemory => ({ sessionId, events: [], nextRevision: 0 })
+export const makeSessionMemory = (sessionId: string): SessionMemory => ({ sessionId, events: [], nextRevision: 0, openModelReservations: new Map() })
 
 /** The events a conversation is rebuilt from; everything else in a session stream is the security record. */
 const CONVERSATION_TYPES: ReadonlySet<string> = new Set(["SessionStarted", "MessageRecorded"])
+const BUDGET_TYPES: ReadonlySet<string> = new Set(["BudgetReserved", "BudgetCommitted", "BudgetReleased"])
+/** Model calls reserve under action ids with this prefix. */
+export const MODEL_CALL_PREFIX = "llm-"
 
-/** A generous token count for a request: about 3 characters a token (English runs nearer 4). */
+/**
+ * An upper bound on a request's input tokens: its UTF-8 bytes. Tokenizers for text put at least one byte
+ * in a token, so the bound holds for any script (English runs near 4 bytes a token, so the reservation is
+ * generous; the unused part is released as soon as the call reports its usage).
+ */
 const estimateInputTokens = (request: LlmRequest): number => {
-  let chars = (request.system ?? "").length
-  for (const m of request.messages) chars += typeof m.content === "string" ? m.content.length : JSON.stringify(m.content).length
-  for (const t of request.tools ?? []) chars += t.name.length + t.description.length + JSON.stringify(t.inputSchema).length
-  return Math.ceil(chars / 3)
+  let bytes = Buffer.byteLength(request.system ?? "", "utf8")
+  for (const m of request.messages) bytes += Buffer.byteLength(typeof m.content === "string" ? m.content : JSON.stringify(m.content), "utf8")
+  for (const t of request.tools ?? []) bytes += Buffer.byteLength(t.name + t.description + JSON.stringify(t.inputSchema), "utf8")
+  return bytes
 }
 
 const decodeAssistantContent = Schema.decodeUnknownEither(Schema.parseJson(AssistantContent))
@@ -142,6 +156,9 @@ export const openToolCalls = (history: ReadonlyArray<AstridEvent>): ReadonlyArra
   for (let i = history.length - 1; i >= 0; i--) {
     const e = history[i]
     if (e === undefined || e._tag !== "MessageRecorded") continue
+    // A runtime notice (an untrusted "user" message, e.g. a deferred action's outcome) can land while a
+    // tool round is open; it does not close the round.
+    if (e.role === "user" && e.inputClassification === "untrusted") continue
     if (e.role === "tool" || e.role === "user") return []
     if (e.role === "assistant") {
       const decoded = decodeAssistantContent(e.content)
@@ -181,12 +198,35 @@ export const runTurn = (input: TurnInput) =>
       for (const r of yield* store.readStream(stream, { fromRevision: memory.nextRevision })) {
         if (r.revision < memory.nextRevision) continue
         memory.nextRevision = r.revision + 1
+        if (BUDGET_TYPES.has(r.type)) {
+          const b = decodeRecorded(r)
+          if (b?._tag === "BudgetReserved" && b.actionId.startsWith(MODEL_CALL_PREFIX)) memory.openModelReservations.set(b.reservationId, b.actionId)
+          else if (b?._tag === "BudgetCommitted" || b?._tag === "BudgetReleased") memory.openModelReservations.delete(b.reservationId)
+          continue
+        }
         if (!CONVERSATION_TYPES.has(r.type)) continue
         const e = decodeRecorded(r)
         if (e !== undefined) memory.events.push(e)
       }
     })
     yield* catchUp
+    // A model call's reservation is settled within its turn; one still open at the start of a turn was left
+    // by a process that died mid-call. Give it back, so a crash never holds budget for good. (Two processes
+    // running turns of one session at the same moment would see each other's in-flight reservation here;
+    // a session is driven by one chat at a time.)
+    if (input.llmBudget !== undefined && memory.openModelReservations.size > 0) {
+      const leftOver = [...memory.openModelReservations]
+      for (const [reservationId, actionId] of leftOver) {
+        yield* input.llmBudget.service
+          .release(
+            { reservationId, actionId, sessionStream: stream, workspaceStream: input.llmBudget.workspaceStream, principal: input.principal, sessionId: input.sessionId, correlationId: actionId },
+            "cancelled"
+          )
+          .pipe(Effect.catchAll((e) => Effect.logWarning(`the reservation ${reservationId} of an interrupted model call could not be released: ${e.message}`)))
+      }
+      yield* note(`session resumed after an interruption: ${leftOver.length} model-call reservation(s) left open by the interrupted process were released`)
+      yield* catchUp
+    }
     const history = memory.events
     const isNew = !history.some((e) => e._tag === "SessionStarted")
     // A process killed in the middle of a tool round leaves tool calls without results, which no provider
@@ -215,7 +255,7 @@ export const runTurn = (input: TurnInput) =>
         draft(SessionStarted.make({ sessionId: input.sessionId, workspace: input.workspaceRoot, parentSessionId: input.parentSessionId ?? null, model: input.model }))
       )
     }
-    userDrafts.push(yield* message("user", input.userInput, "trusted"))
+    userDrafts.push(yield* message("user", input.userInput, input.userClassification ?? "trusted"))
     yield* append(userDrafts)
     messages.push({ role: "user", content: input.userInput })
 
@@ -235,7 +275,7 @@ export const runTurn = (input: TurnInput) =>
         const outcome = yield* budget.service.reserve({
           sessionStream: stream,
           workspaceStream: budget.workspaceStream,
-          actionId: `llm-${ids.uuidv7(now)}`,
+          actionId: `${MODEL_CALL_PREFIX}${ids.uuidv7(now)}`,
           amountMicros: estimate,
           limits: budget.limits,
           principal: input.principal,
@@ -250,6 +290,8 @@ export const runTurn = (input: TurnInput) =>
     // Mutable state the interruption handler reads: how far the turn got and which calls await results.
     let steps = 0
     let pending: ReadonlyArray<AssistantContent["toolCalls"][number]> = []
+    // Results of the open round so far: on cancellation, calls that finished keep their real result.
+    let finished: Array<ToolResultsContent["results"][number]> = []
 
     const loop = Effect.gen(function* () {
       let lastText = ""
@@ -300,7 +342,9 @@ export const runTurn = (input: TurnInput) =>
         const usage = { inputTokens: collected.inputTokens, outputTokens: collected.outputTokens }
         const cost = usageCost(prices, input.model, usage)
         if (held.reservation !== null && budget !== undefined) {
-          const settled = yield* budget.service.commit(held.reservation, cost.microDollars)
+          // A call that reports no usage is charged what was reserved: unknown spend is never counted as free.
+          const reported = collected.inputTokens + collected.outputTokens > 0
+          const settled = yield* budget.service.commit(held.reservation, reported ? cost.microDollars : held.reservation.amountMicros)
           if (settled.overrunMicros > 0) {
             yield* Effect.logWarning(`the model call cost ${settled.overrunMicros} micro-dollars more than was reserved; the overrun is recorded, not charged`)
           }
@@ -326,6 +370,7 @@ export const runTurn = (input: TurnInput) =>
 
         pending = collected.toolCalls
         const results: Array<ToolResultsContent["results"][number]> = []
+        finished = results
         for (const call of collected.toolCalls) {
           const tool = toolsByName.get(call.name)
           if (tool === undefined) {
@@ -345,6 +390,7 @@ export const runTurn = (input: TurnInput) =>
         const handed: ToolResultsContent = { results }
         yield* append([yield* message("tool", encodeToolResults(handed), "untrusted")])
         pending = []
+        finished = []
         messages.push(toolResultsMessage(handed))
       }
     })
@@ -353,7 +399,18 @@ export const runTurn = (input: TurnInput) =>
       const drafts: Array<EventDraft> = []
       if (pending.length > 0) {
         const cancelled: ToolResultsContent = {
-          results: pending.map((c) => ({ toolCallId: c.id, content: "cancelled: the user interrupted the turn before this call finished", isError: true }))
+          results: pending.map((c) => {
+            const done = finished.find((r) => r.toolCallId === c.id)
+            if (done !== undefined) return done
+            const inFlight = finished.length === pending.findIndex((p) => p.id === c.id)
+            return {
+              toolCallId: c.id,
+              content: inFlight
+                ? "cancelled: the user interrupted the turn while this call was running; it may have partly run, so check its effects before repeating it"
+                : "cancelled: the user interrupted the turn before this call started; it did not run",
+              isError: true
+            }
+          })
         }
         drafts.push(yield* message("tool", encodeToolResults(cancelled), "trusted"))
       }
