@@ -4,8 +4,9 @@
  */
 import { Args, CliConfig, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
-import { Cause, Effect, Exit, Option } from "effect"
+import { Cause, Effect, Exit, Fiber, Option } from "effect"
 import { CliError } from "./cliError.js"
+import { installSignalHandling } from "./signals.js"
 import { initCommand, sessionsCommand } from "./commandDefs.js"
 import { approvalsCommand, demoCommand, workerCommand } from "./workerCommandDef.js"
 import { VERSION } from "./version.js"
@@ -259,7 +260,11 @@ const program = cli(process.argv).pipe(
   Effect.provide(CliConfig.layer({ showBuiltIns: false }))
 )
 
-void Effect.runPromiseExit(program).then((exit) => {
+const main = Effect.runFork(program)
+const removeSignalHandling = installSignalHandling(() => void Effect.runFork(Fiber.interrupt(main)))
+
+main.addObserver((exit) => {
+  removeSignalHandling()
   if (Exit.isSuccess(exit)) return
   const failure = Cause.failureOption(exit.cause)
   if (Option.isSome(failure)) {
@@ -274,6 +279,11 @@ void Effect.runPromiseExit(program).then((exit) => {
       process.exitCode = 2
       return
     }
+  }
+  if (Exit.isInterrupted(exit)) {
+    process.stderr.write("astrid: interrupted; what had been recorded stays recorded\n")
+    process.exitCode = 130
+    return
   }
   process.stderr.write(`astrid: internal error: ${Cause.pretty(exit.cause).split("\n")[0] ?? "unknown"}\n`)
   if (process.env["ASTRID_DEBUG"] !== undefined) process.stderr.write(`${Cause.pretty(exit.cause)}\n`)

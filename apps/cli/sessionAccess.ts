@@ -1,6 +1,7 @@
 /**
  * Whether a principal may continue a session: only its own (I7), and never a deleted one (its events stay
- * in the audit log, but nothing more is added to it).
+ * in the audit log, but nothing more is added to it). Also where it was started: a session continues in
+ * its own workspace, under that workspace's settings and budget.
  */
 import { Effect, Option, Schema } from "effect"
 import { EventStore } from "../../application/ports/eventStore.js"
@@ -25,13 +26,16 @@ export const checkResumable = (sessionId: string, principal: string) =>
     if (owner !== principal) {
       return yield* Effect.fail(usageError(`session ${sessionId} belongs to another principal; you (${principal}) can only resume your own sessions ('astrid sessions list')`))
     }
+    let workspace: string | null = null
     for (const r of events) {
+      if (r.type !== "SessionEnded" && r.type !== "SessionStarted") continue
       const e = decodeRecorded(r)
+      if (e?._tag === "SessionStarted" && workspace === null) workspace = e.workspace
       if (e?._tag === "SessionEnded" && e.reason === "deleted") {
         return yield* Effect.fail(usageError(`session ${sessionId} was deleted${e.detail === null ? "" : ` (${e.detail})`}; its events stay in the audit log but it cannot be resumed; start a new one`))
       }
     }
     const messages = events.filter((r) => r.type === "MessageRecorded").length
-    return { messages } as const
+    return { messages, workspace } as const
   })
 

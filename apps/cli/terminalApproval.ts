@@ -10,6 +10,7 @@
 import { Effect } from "effect"
 import type { ApprovalAnswer, ApprovalChannelApi, ApprovalPrompt, ApprovalReply } from "../../application/ports/approvalChannel.js"
 import { ApprovalUnavailable } from "../../application/ports/approvalChannel.js"
+import { printable } from "./printable.js"
 
 export interface TerminalIo {
   readonly input: NodeJS.ReadableStream
@@ -29,10 +30,35 @@ const RISK_COLOUR: Record<ApprovalPrompt["risk"], string> = { low: "32", medium:
 
 const isTerminal = (s: NodeJS.ReadableStream | NodeJS.WritableStream): boolean => (s as { isTTY?: boolean }).isTTY === true
 
+/** Reads and discards what is already waiting on a terminal's input (typed ahead), for a short moment. */
+const drainTypeAhead = (input: NodeJS.ReadableStream): Promise<void> =>
+  new Promise((resolve) => {
+    const tty = input as NodeJS.ReadStream
+    if (tty.isTTY !== true || typeof tty.setRawMode !== "function") return resolve()
+    const wasRaw = tty.isRaw
+    tty.setRawMode(true)
+    const discard = () => undefined
+    tty.on("data", discard)
+    tty.resume()
+    setTimeout(() => {
+      tty.off("data", discard)
+      tty.pause()
+      tty.setRawMode(wasRaw)
+      resolve()
+    }, 30)
+  })
+
 /** The text shown above the keys; exported so the tests and the docs show the same thing. */
 export const describePrompt = (prompt: ApprovalPrompt, colour: boolean): string => {
   const risk = colour ? `\u001b[${RISK_COLOUR[prompt.risk]}m${prompt.risk}\u001b[0m` : prompt.risk
-  return [`Approve ${prompt.kind}? ${prompt.summary}`, `  resource: ${prompt.resource}`, `  risk:     ${risk}`, `  why:      ${prompt.reason}`].join("\n")
+  // Every field may carry text the model chose (a path, a command): printed so that it cannot move the
+  // cursor or rewrite the lines above to make one action look like another.
+  return [
+    `Approve ${printable(prompt.kind)}? ${printable(prompt.summary)}`,
+    `  resource: ${printable(prompt.resource)}`,
+    `  risk:     ${risk}`,
+    `  why:      ${printable(prompt.reason)}`
+  ].join("\n")
 }
 
 /**
@@ -50,6 +76,8 @@ export const makeTerminalApprovalChannel = (io: TerminalIo, options: { readonly 
           return yield* Effect.fail(new ApprovalUnavailable({ message: "no terminal to ask (stdin or stdout is not a TTY)" }))
         }
         const clack = yield* Effect.promise(() => import("@clack/prompts"))
+        // Keys typed while the model was still writing must not answer this prompt: drop them first.
+        yield* Effect.promise(() => drainTypeAhead(io.input))
         const colour = isTerminal(io.output) && process.env["NO_COLOR"] === undefined
         const key = yield* Effect.tryPromise({
           try: (signal) =>

@@ -26,12 +26,15 @@ import { makeRunContext } from "../../../application/tools/tool.js"
 import { sessionStream, workspaceStream } from "../../../domain/streams.js"
 import { type LlmSettings, loadLlmSettings, PROVIDERS, type ProviderKind } from "../../../infrastructure/config/llmConfig.js"
 import { IdsLive, uuidv7 } from "../../../infrastructure/crypto/uuidv7.js"
+import { makeMemoryEventStore } from "../../../infrastructure/event-store/memoryEventStore.js"
 import { makeProvider } from "../../../infrastructure/llm/providerFactory.js"
 import { agentTools } from "../agentTools.js"
 import { makeMarkdownStream } from "../chat/markdown.js"
+import { printable } from "../printable.js"
+import { pushInterruptHandler } from "../signals.js"
 import { asCli, CliError, usageError } from "../cliError.js"
 import { currentPrincipal } from "../principal.js"
-import { config } from "../runtime.js"
+import { config, openStore, storeExists } from "../runtime.js"
 import { securityFor } from "../securityRuntime.js"
 import { ensureRuntimeKey } from "../runtimeKey.js"
 import { checkResumable } from "../sessionAccess.js"
@@ -55,7 +58,7 @@ const paint = (on: boolean, code: string, s: string) => (on ? `\u001b[${code}m${
 
 const oneLine = (value: unknown, max = 120): string => {
   const text = typeof value === "string" ? value : JSON.stringify(value)
-  const flat = (text ?? "").replace(/\s+/g, " ").trim()
+  const flat = printable(text ?? "").replace(/\s+/g, " ").trim()
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }
 
@@ -74,7 +77,7 @@ export const decisionLine = (result: ToolResult): { readonly text: string; reado
 }
 
 const preview = (output: string, lines = 3): string => {
-  const all = output.split("\n")
+  const all = printable(output).split("\n")
   const shown = all.slice(0, lines).map((l) => (l.length > 160 ? `${l.slice(0, 159)}…` : l))
   return `${shown.join("\n")}${all.length > lines ? `\n… ${all.length - lines} more line(s)` : ""}`
 }
@@ -104,7 +107,19 @@ const resolveSettings = (args: ChatArgs) =>
     }
     if (args.model !== undefined) env["ASTRID_MODEL"] = args.model
     const { llm, agents } = yield* asCli(loadLlmSettings(cfg.configPath, env))
-    const settings: LlmSettings = { ...llm, maxSteps: args.maxSteps ?? llm.maxSteps }
+    const priced = Object.prototype.hasOwnProperty.call(llm.prices, llm.model)
+    // Local models (Ollama) and the scripted provider cost nothing unless a price says otherwise. Any other
+    // model must have a price: without one its calls could not be held to the budget (fail closed).
+    const local = llm.provider === "ollama" || llm.provider === "scripted"
+    if (!priced && !local) {
+      return yield* Effect.fail(
+        usageError(
+          `the model ${llm.model} has no price, so its calls could not be held to the budget; add [llm.prices."${llm.model}"] with input_per_million and output_per_million (micro-dollars per million tokens; 0 for a free or local model) to ${cfg.configPath}`
+        )
+      )
+    }
+    const prices = priced ? llm.prices : { ...llm.prices, [llm.model]: { inputPerMillion: 0, outputPerMillion: 0 } }
+    const settings: LlmSettings = { ...llm, prices, maxSteps: args.maxSteps ?? llm.maxSteps }
     return { cfg, llm: settings, agents, env }
   })
 
@@ -118,17 +133,28 @@ export const chat = (args: ChatArgs) =>
       if (args.json && args.print === undefined) return yield* Effect.fail(usageError("--json needs --print: an interactive chat prints for people"))
       const { cfg, llm, agents } = yield* resolveSettings(args)
       const provider = yield* asCli(makeProvider(llm, process.env))
+      const principal = currentPrincipal()
+      const sessionId = args.session ?? uuidv7(Date.now())
+      // Resuming: the session's owner, state and workspace come first, from its own events.
+      const resumed =
+        args.session !== undefined && storeExists(cfg)
+          ? yield* Effect.scoped(Effect.flatMap(openStore(cfg, "read"), (store) => checkResumable(sessionId, principal).pipe(Effect.provideService(EventStore, store))))
+          : yield* checkResumable(sessionId, principal).pipe(Effect.provideService(EventStore, makeMemoryEventStore()))
+      const sessionWorkspace = resumed === "new" ? null : resumed.workspace
+      const asked = args.workspace ?? sessionWorkspace ?? process.cwd()
       let workspaceRoot: string
       try {
-        workspaceRoot = realpathSync(resolve(args.workspace ?? process.cwd()))
+        workspaceRoot = realpathSync(resolve(asked))
       } catch (e) {
-        return yield* Effect.fail(usageError(`the workspace ${args.workspace ?? process.cwd()} cannot be opened (${e instanceof Error ? e.message : String(e)})`))
+        return yield* Effect.fail(usageError(`the workspace ${asked} cannot be opened (${e instanceof Error ? e.message : String(e)})`))
+      }
+      if (sessionWorkspace !== null && workspaceRoot !== sessionWorkspace) {
+        return yield* Effect.fail(
+          usageError(`session ${sessionId} belongs to the workspace ${sessionWorkspace}, not ${workspaceRoot}; resume it there (leave out --workspace), or start a new session here`)
+        )
       }
       const createdKey = yield* ensureRuntimeKey(cfg)
       const security = yield* securityFor(cfg, workspaceRoot)
-      const principal = currentPrincipal()
-      const sessionId = args.session ?? uuidv7(Date.now())
-      const resumed = yield* checkResumable(sessionId, principal).pipe(Effect.provideService(EventStore, security.store))
       const wsStream = workspaceStream(security.crypto.blake3Hex(`astrid/workspace/${workspaceRoot}`).slice(0, 32))
 
       const interactive = args.print === undefined
@@ -169,12 +195,13 @@ export const chat = (args: ChatArgs) =>
             atLineStart = text.endsWith("\n")
           }
           const observer: TurnObserver = {
-            onText: (delta) => write(md.push(delta)),
+            // The model's text is printed, never interpreted by the terminal.
+            onText: (delta) => write(md.push(printable(delta))),
             onToolCall: (call) => {
               inputs.set(call.id, call.input)
               write(md.flush())
               if (!atLineStart) write("\n")
-              say(paint(colour, "36", `⏺ ${call.name} ${oneLine(call.input)}`))
+              say(paint(colour, "36", `⏺ ${printable(call.name)} ${oneLine(call.input)}`))
             },
             onToolResult: (call, result) => {
               const line = decisionLine(result)
@@ -186,10 +213,10 @@ export const chat = (args: ChatArgs) =>
                 detail: line.text,
                 ok: result.ok
               })
-              say(paint(colour, line.tone === "ok" ? "32" : line.tone === "bad" ? "31" : "33", `  ${line.text}`))
+              say(paint(colour, line.tone === "ok" ? "32" : line.tone === "bad" ? "31" : "33", `  ${printable(line.text)}`))
               if (result.decision?._tag === "Allowed" && result.output !== "") say(paint(colour, "2", preview(result.output).replace(/^/gm, "  │ ")))
             },
-            onNote: (text) => say(paint(colour, "2", `  (${text})`)),
+            onNote: (text) => say(paint(colour, "2", `  (${printable(text)})`)),
             onUsage: (u) => {
               spent.inputTokens += u.inputTokens
               spent.outputTokens += u.outputTokens
@@ -408,9 +435,8 @@ const interactiveLoop = (d: LoopDeps) =>
           d.say(paint(d.colour, "33", "\n^C cancelling the turn…"))
           Effect.runFork(Fiber.interrupt(fiber))
         }
-        process.on("SIGINT", onSigint)
-        const exit = yield* Fiber.await(fiber)
-        process.off("SIGINT", onSigint)
+        const release = pushInterruptHandler(onSigint)
+        const exit = yield* Fiber.await(fiber).pipe(Effect.ensuring(Effect.sync(release)))
         if (Exit.isSuccess(exit)) {
           const r = exit.value
           if (r.stopReason !== "end_turn") d.say(paint(d.colour, "2", `(turn ended: ${r.stopReason.replace(/_/g, " ")} after ${r.steps} model step(s))`))

@@ -8,6 +8,7 @@
  * A principal only sees and deletes its own sessions (I7).
  */
 import { Clock, Effect, Either, Schema } from "effect"
+import { printable } from "../printable.js"
 import { AssistantContent, ToolResultsContent } from "../../../application/agent/conversation.js"
 import type { EventStoreApi } from "../../../application/ports/eventStore.js"
 import { decodeRecorded } from "../../../application/streamState.js"
@@ -54,8 +55,7 @@ const clockTime = (iso: string): string => (iso.length >= 19 ? iso.slice(11, 19)
  * Text that came from a model, a tool or a user, made safe for a terminal: control characters (escape
  * sequences could rewrite the screen or pose as Astrid's own output) become visible `\u001b` forms.
  */
-export const printable = (text: string): string =>
-  text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
+export { printable }
 
 const oneLine = (text: string, max = 120): string => {
   const flat = printable(text).replace(/\s+/g, " ").trim()
