@@ -124,4 +124,45 @@ describe("sessions view", () => {
     await run(Effect.flatMap(makeProjectionRunner(h.store, fresh, [sessionsView], { pageSize: 2 }), (r) => r.catchUp()))
     expect(await run(fresh.dump(sessionsView))).toEqual(await run(views.dump(sessionsView)))
   })
+
+  it("counts model spend once, tool spend apart from it, and a sub-agent's carve-out apart from both", async () => {
+    const h = await openHarness()
+    open.push(h)
+    await h.append(
+      sessionStream("p1"),
+      [
+        started("p1"),
+        // A model call: reserved and committed on the session stream, and priced in LlmUsageRecorded (the same money).
+        { _tag: "BudgetReserved", reservationId: "m1", actionId: "llm-0001", amountMicros: 20_000 },
+        { _tag: "LlmUsageRecorded", provider: "anthropic", model: "claude-sonnet-4-5", inputTokens: 1000, outputTokens: 1000, costMicros: 18_000 },
+        { _tag: "BudgetCommitted", reservationId: "m1", amountMicros: 18_000 },
+        { _tag: "BudgetReleased", reservationId: "m1", reason: "actual_lower", amountMicros: 2_000 },
+        // A tool action.
+        { _tag: "BudgetReserved", reservationId: "t1", actionId: "a1", amountMicros: 500 },
+        { _tag: "BudgetCommitted", reservationId: "t1", amountMicros: 400 },
+        // A sub-agent's carve-out, reserved with SubAgentStarted, and what the child spent committed on it.
+        { _tag: "BudgetReserved", reservationId: "c1", actionId: "subagent-child", amountMicros: 100_000 },
+        { _tag: "SubAgentStarted", childSessionId: "child", description: "review", tools: ["read_file"], paths: [], budgetMicros: 100_000, timeoutSeconds: 60, depth: 1, reservationId: "c1" },
+        { _tag: "SubAgentFinished", childSessionId: "child", outcome: "completed", costMicros: 25_000, detail: null },
+        { _tag: "BudgetCommitted", reservationId: "c1", amountMicros: 25_000 },
+        // A model call still open: reserved, not settled yet.
+        { _tag: "BudgetReserved", reservationId: "m2", actionId: "llm-0002", amountMicros: 20_000 }
+      ].map((e) => draft("ada", "p1", e))
+    )
+    const views = h.views()
+    await run(Effect.flatMap(makeProjectionRunner(h.store, views, [sessionsView]), (r) => r.catchUp()))
+    const row = Option.getOrThrow(await run(getSession(views, "p1")))
+    expect(row).toMatchObject({ llm_cost_micros: 18_000, committed_micros: 400, subagent_micros: 25_000 })
+    expect(spendMicros(row)).toBe(43_400)
+    expect((await run(views.dump(sessionsView)))["session_reservations"]).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ reservation_id: "m1", kind: "model" }),
+        expect.objectContaining({ reservation_id: "t1", kind: "tool" }),
+        expect.objectContaining({ reservation_id: "c1", kind: "subagent" }),
+        expect.objectContaining({ reservation_id: "m2", kind: "model" })
+      ])
+    )
+    const recorded = await run(h.store.readStream(sessionStream("p1")))
+    expect(summarizeSession(recorded.map((r) => ({ recorded: r, event: decodeRecorded(r) })))).toEqual(Option.some(row))
+  })
 })

@@ -7,8 +7,13 @@
  * interceptor recorded without the agent loop) is owned by the principal of its first event. Deletion is
  * `SessionEnded{reason: "deleted"}`: it hides the session from listings, the events stay. A deletion is
  * final (the first one is kept); another end is replaced by a later user message, which resumes the
- * session. Spend is the model usage priced in LlmUsageRecorded plus the budget committed on the
- * session's stream (tool and capsule costs), in integer micro-dollars.
+ * session. Spend, in integer micro-dollars, counts each thing once: the model usage priced in
+ * LlmUsageRecorded (`llm_cost_micros`), the budget committed for tool and capsule actions
+ * (`committed_micros`), and the budget committed on the carve-outs of sub-agents this session started
+ * (`subagent_micros`: what each child spent, its own model calls included). A model call also reserves and
+ * commits on the session stream (its BudgetReserved actionId starts with `llm-`); that commit is the same
+ * money as its LlmUsageRecorded, so it is not counted again. To tell commits apart, every reservation on
+ * a session stream is kept in `session_reservations` with what it was for.
  *
  * `summarizeSession` folds one stream's events with the same `evolve` in memory, so a command that reads
  * the stream itself (authoritative, never behind) and the view agree by construction.
@@ -49,7 +54,10 @@ export const sessions = defineTable({
     input_tokens: Count,
     output_tokens: Count,
     llm_cost_micros: Count,
+    /** Committed for tool and capsule actions (not model calls, not sub-agents). */
     committed_micros: Count,
+    /** Committed on the carve-outs of this session's sub-agents: what they spent. */
+    subagent_micros: Count,
     status: SessionStatus,
     /** The SessionEnded reason (completed, cancelled, failed, expired, deleted) while the session is ended or deleted. */
     end_reason: Schema.NullOr(Schema.String),
@@ -78,6 +86,7 @@ export const sessions = defineTable({
     output_tokens: "INTEGER",
     llm_cost_micros: "INTEGER",
     committed_micros: "INTEGER",
+    subagent_micros: "INTEGER",
     status: "TEXT",
     end_reason: "TEXT NULL",
     end_detail: "TEXT NULL",
@@ -93,6 +102,24 @@ export const sessions = defineTable({
 })
 export type SessionRow = typeof sessions.row.Type
 
+const ReservationKind = Schema.Literal("model", "subagent", "tool")
+type ReservationKind = typeof ReservationKind.Type
+
+/** The reservations on a session's stream and what each was for: a model call, a sub-agent's carve-out, a tool action. */
+export const sessionReservations = defineTable({
+  name: "session_reservations",
+  row: Schema.Struct({ session_id: Schema.String, reservation_id: Schema.String, kind: ReservationKind }),
+  columns: { session_id: "TEXT", reservation_id: "TEXT", kind: "TEXT" },
+  primaryKey: ["session_id", "reservation_id"]
+})
+
+/** The actionId prefixes of the reservations a model call (agentLoop.ts) and a sub-agent (subAgents.ts) take. */
+const MODEL_CALL_PREFIX = "llm-"
+const SUBAGENT_PREFIX = "subagent-"
+
+const kindOfAction = (actionId: string): ReservationKind =>
+  actionId.startsWith(MODEL_CALL_PREFIX) ? "model" : actionId.startsWith(SUBAGENT_PREFIX) ? "subagent" : "tool"
+
 const SESSION_PREFIX = `${STREAM_PREFIX}session-`
 
 /** The session id of a session stream, undefined for any other stream. */
@@ -100,7 +127,7 @@ export const sessionIdOfStream = (stream: string): string | undefined =>
   stream.startsWith(SESSION_PREFIX) && stream.length > SESSION_PREFIX.length ? stream.slice(SESSION_PREFIX.length) : undefined
 
 /** Total spend of a session in micro-dollars. */
-export const spendMicros = (row: SessionRow): number => row.llm_cost_micros + row.committed_micros
+export const spendMicros = (row: SessionRow): number => row.llm_cost_micros + row.committed_micros + row.subagent_micros
 
 const evolve = (view: ViewReader, event: AstridEvent, recorded: RecordedEvent): ReadonlyArray<ViewChange> => {
   const sessionId = sessionIdOfStream(recorded.stream)
@@ -128,6 +155,7 @@ const evolve = (view: ViewReader, event: AstridEvent, recorded: RecordedEvent): 
     output_tokens: 0,
     llm_cost_micros: 0,
     committed_micros: 0,
+    subagent_micros: 0,
     status: "active",
     end_reason: null,
     end_detail: null,
@@ -195,8 +223,22 @@ const evolve = (view: ViewReader, event: AstridEvent, recorded: RecordedEvent): 
           llm_cost_micros: row.llm_cost_micros + event.costMicros
         })
       ]
-    case "BudgetCommitted":
-      return [upsert(sessions, { ...row, committed_micros: row.committed_micros + event.amountMicros })]
+    case "BudgetReserved":
+      return [upsert(sessions, row), upsert(sessionReservations, { session_id: sessionId, reservation_id: event.reservationId, kind: kindOfAction(event.actionId) })]
+    case "SubAgentStarted":
+      // Its carve-out, whatever the reservation's actionId: the link the sub-agent records is authoritative.
+      return [upsert(sessions, row), upsert(sessionReservations, { session_id: sessionId, reservation_id: event.reservationId, kind: "subagent" })]
+    case "BudgetCommitted": {
+      // A commit without a reservation on this stream (none should exist) is counted as tool spend.
+      const kind = view.get(sessionReservations, { session_id: sessionId, reservation_id: event.reservationId })?.kind ?? "tool"
+      const counted: SessionRow =
+        kind === "model"
+          ? row // already counted, priced, in its LlmUsageRecorded
+          : kind === "subagent"
+            ? { ...row, subagent_micros: row.subagent_micros + event.amountMicros }
+            : { ...row, committed_micros: row.committed_micros + event.amountMicros }
+      return [upsert(sessions, counted)]
+    }
     default:
       return [upsert(sessions, row)]
   }
@@ -204,8 +246,9 @@ const evolve = (view: ViewReader, event: AstridEvent, recorded: RecordedEvent): 
 
 export const sessionsView: Projection = {
   name: "sessions",
-  version: 1,
-  tables: [sessions],
+  // 2: model-call commits no longer counted as tool spend; sub-agent carve-outs counted on their own.
+  version: 2,
+  tables: [sessions, sessionReservations],
   evolve
 }
 
@@ -216,19 +259,29 @@ const decodeRow = Schema.decodeUnknownSync(sessions.row)
  * cannot decode (undefined) as the runner does. None when no event of the stream was folded.
  */
 export const summarizeSession = (events: ReadonlyArray<{ readonly recorded: RecordedEvent; readonly event: AstridEvent | undefined }>): Option.Option<SessionRow> => {
-  let encoded: Readonly<Record<string, unknown>> | undefined
+  // The view's tables held in memory, rows encoded as the store holds them, keyed by table and primary key.
+  const rows = new Map<string, Readonly<Record<string, unknown>>>()
+  const keyOf = (table: string, values: ReadonlyArray<unknown>) => JSON.stringify([table, ...values])
+  const primaryKeys = new Map(sessionsView.tables.map((t) => [t.name, t.primaryKey]))
   const reader: ViewReader = {
-    get: (table, key) =>
-      table.name === sessions.name && encoded !== undefined && encoded["session_id"] === Reflect.get(key, "session_id")
-        ? Schema.decodeUnknownSync(table.row)(encoded)
-        : undefined
+    get: (table, key) => {
+      const encoded = rows.get(keyOf(table.name, table.primaryKey.map((c) => Reflect.get(key, c))))
+      return encoded === undefined ? undefined : Schema.decodeUnknownSync(table.row)(encoded)
+    }
   }
+  let sessionKey: string | undefined
   for (const { recorded, event } of events) {
     if (event === undefined) continue
     for (const change of evolve(reader, event, recorded)) {
-      if (change._tag === "Upsert" && change.table === sessions.name) encoded = change.row
+      const pk = primaryKeys.get(change.table) ?? []
+      const source = change._tag === "Upsert" ? change.row : change.key
+      const key = keyOf(change.table, pk.map((c) => source[c]))
+      if (change._tag === "Upsert") rows.set(key, change.row)
+      else rows.delete(key)
+      if (change.table === sessions.name) sessionKey = key
     }
   }
+  const encoded = sessionKey === undefined ? undefined : rows.get(sessionKey)
   return encoded === undefined ? Option.none() : Option.some(decodeRow(encoded))
 }
 

@@ -250,6 +250,33 @@ describe("astrid sessions", () => {
     expect(await json(cleanup({ olderThanDays: 30, dryRun: false, json: true }))).toMatchObject({ sessions: [] })
   })
 
+  it("counts a model call's spend once (its llm- reservation is not tool spend), and a sub-agent's carve-out once", async () => {
+    const home = tempHome()
+    homes.push(home)
+    process.env["ASTRID_HOME"] = home
+    process.env["ASTRID_PRINCIPAL"] = "ada"
+    process.env["NO_COLOR"] = "1"
+    await append(home, "priced-1", "ada", [
+      ...startedBy("priced-1", join(home, "ws")),
+      // 1,000 tokens in and 1,000 out at $3 / $15 per million: $0.018, reserved and committed as the call's budget.
+      { _tag: "BudgetReserved", reservationId: "m1", actionId: "llm-0001", amountMicros: 18_000 },
+      { _tag: "LlmUsageRecorded", provider: "anthropic", model: "claude-sonnet-4-5", inputTokens: 1000, outputTokens: 1000, costMicros: 18_000 },
+      { _tag: "BudgetCommitted", reservationId: "m1", amountMicros: 18_000 }
+    ])
+    expect(await json(list({ all: false, json: true }))).toEqual([expect.objectContaining({ sessionId: "priced-1", llmCostMicros: 18_000, committedMicros: 0, spendMicros: 18_000 })])
+    expect(await captured(show({ id: "priced-1", json: false }))).toMatch(/^spend\s+\$0\.018 \(model \$0\.018, tools \$0\)$/m)
+
+    await append(home, "priced-1", "ada", [
+      { _tag: "BudgetReserved", reservationId: "c1", actionId: "subagent-child-1", amountMicros: 100_000 },
+      { _tag: "SubAgentStarted", childSessionId: "child-1", description: "review", tools: ["read_file"], paths: [], budgetMicros: 100_000, timeoutSeconds: 60, depth: 1, reservationId: "c1" },
+      { _tag: "SubAgentFinished", childSessionId: "child-1", outcome: "completed", costMicros: 7_000, detail: null },
+      { _tag: "BudgetCommitted", reservationId: "c1", amountMicros: 7_000 },
+      { _tag: "BudgetReserved", reservationId: "t1", actionId: "a1", amountMicros: 500 },
+      { _tag: "BudgetCommitted", reservationId: "t1", amountMicros: 500 }
+    ])
+    expect(await json(list({ all: false, json: true }))).toEqual([expect.objectContaining({ sessionId: "priced-1", llmCostMicros: 18_000, committedMicros: 500, spendMicros: 25_500 })])
+  })
+
   it("formats money exactly and defuses control characters", () => {
     expect([0, 1, 12_345, 1_500_000, 2_000_000, 123_456_789].map(formatMicros)).toEqual(["$0", "$0.000001", "$0.012345", "$1.50", "$2.00", "$123.456789"])
     expect(printable("a\u001b[2Jb\tc\nd\u0007")).toBe("a\\u001b[2Jb\tc\nd\\u0007")
