@@ -4,7 +4,8 @@
  * approval, never after a denial or a policy block, and once only when two workers race for it.
  */
 import { Effect, Layer } from "effect"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, realpathSync, symlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { DEFAULT_POLICY, type SecurityPolicy } from "../../domain/security/policy.js"
@@ -18,12 +19,12 @@ import { writeFileToolErased } from "../../infrastructure/tools/writeFile.js"
 import { PathResolverLive } from "../../infrastructure/workspace/pathResolver.js"
 import { type HarnessOptions, makeHarness, TEST_KEY, tempWorkspace } from "../../test/securityHarness.js"
 import { tempHome } from "../../test/seedStore.js"
-import { EventLogLive } from "../eventLog.js"
+import { EventLog, EventLogLive } from "../eventLog.js"
 import { Crypto } from "../ports/crypto.js"
 import { EventStore } from "../ports/eventStore.js"
 import { KeyRing } from "../ports/keyRing.js"
 import { LlmProvider, type LlmRequest } from "../ports/llmProvider.js"
-import { type Decision, SecurityInterceptor } from "../security/securityInterceptor.js"
+import { type Decision, SecurityInterceptor, type Proposal } from "../security/securityInterceptor.js"
 import { runTool } from "../tools/runTool.js"
 import type { AnyTool } from "../tools/tool.js"
 import { makeRunContext } from "../tools/tool.js"
@@ -50,7 +51,17 @@ const setup = async (options: HarnessOptions = {}) => {
   const approve = (requestId: string) =>
     h.run(h.interceptor.resolveDeferred({ requestId, principal: "alice", resolver: "alice", answer: { _tag: "Approve", scope: "once" } }))
   const types = async (stream: string) => (await h.events(stream)).map((e) => e._tag)
-  return { h, layer, worker, defer, approve, types }
+  /** Proposes straight to the interceptor (a tool call the built-in tools do not have, a cost to reserve). */
+  const deferProposal = async (p: Pick<Proposal, "request" | "toolCall" | "estimatedCostMicros">): Promise<Extract<Decision, { _tag: "Deferred" }>> => {
+    const d = await h.run(h.interceptor.intercept({ principal: "alice", sessionId: "s1", workspaceRoot: h.workspace, ...p }))
+    if (d._tag !== "Deferred") throw new Error(`expected a deferral, got ${JSON.stringify(d)}`)
+    return d
+  }
+  const appendToSession = (event: Parameters<typeof EventLog.Service["append"]>[2][number]["event"]) =>
+    h.run(Effect.provide(Effect.flatMap(EventLog, (log) => log.append(SESSION, "any", [{ principal: "alice", sessionId: "s1", event }])), layer))
+  /** Runtime notices (deferred outcomes) the session got. */
+  const notices = async () => (await h.events(SESSION)).filter((e) => e._tag === "MessageRecorded" && e.role === "user" && e.inputClassification === "untrusted")
+  return { h, layer, worker, defer, deferProposal, approve, types, appendToSession, notices }
 }
 
 const tagged = <T extends Execution["_tag"]>(e: Execution, tag: T): Extract<Execution, { _tag: T }> => {
@@ -174,12 +185,85 @@ describe("the deferred worker", () => {
 
     // Approved under the old policy, run by a worker under the new one: stopped before running, and recorded.
     await before.approve(second.requestId)
-    const w = await after.worker({ policyFor: () => Effect.succeed(blocked) })
+    const w = await after.worker({ settingsFor: () => Effect.succeed({ policy: blocked, mode: "guided", escapePolicy: "ask" }) })
     const [stopped] = await after.h.run(w.drain("alice"))
     expect(stopped).toMatchObject({ _tag: "Stopped", reason: expect.stringMatching(/^the policy now blocks it/) })
     expect(existsSync(join(workspace, "first.txt"))).toBe(false)
     expect(existsSync(join(workspace, "second.txt"))).toBe(false)
     const results = (await after.h.events(SESSION)).filter((e) => e._tag === "ToolResultRecorded")
     expect(results).toEqual([expect.objectContaining({ ok: false, output: expect.stringMatching(/^not run: the policy now blocks it/) })])
+  })
+
+  it("does not follow a symbolic link planted at the approved path after the approval: stopped, recorded, the session told", async () => {
+    const s = await setup()
+    const outside = realpathSync(mkdtempSync(join(tmpdir(), "astrid-outside-")))
+    const d = await s.defer(writeFileToolErased, { path: "notes.txt", content: "redirected?" })
+    await s.approve(d.requestId)
+    symlinkSync(join(outside, "outside.txt"), join(s.h.workspace, "notes.txt"))
+    const [stopped] = await s.h.run((await s.worker()).drain("alice"))
+    expect(stopped).toMatchObject({ _tag: "Stopped", actionId: d.actionId, reason: expect.stringMatching(/would now touch file:\/\/.*outside\.txt \(outside the workspace\), not file:\/\/.*notes\.txt as approved/) })
+    expect(existsSync(join(outside, "outside.txt"))).toBe(false)
+    const results = (await s.h.events(SESSION)).filter((e) => e._tag === "ToolResultRecorded")
+    expect(results).toEqual([expect.objectContaining({ actionId: d.actionId, ok: false, output: expect.stringMatching(/^not run: it would now touch/) })])
+    expect(await s.notices()).toHaveLength(1)
+    // Stopped is its one outcome: nothing is left to run.
+    expect(await s.h.run((await s.worker()).drain("alice"))).toEqual([])
+  })
+
+  it("checks what was proposed also when the approval hands its decision straight to the worker", async () => {
+    const s = await setup()
+    const outside = realpathSync(mkdtempSync(join(tmpdir(), "astrid-outside-")))
+    const d = await s.defer(writeFileToolErased, { path: "report.txt", content: "redirected?" })
+    // Planted between the proposal (which the human was shown) and the approval.
+    symlinkSync(join(outside, "report.txt"), join(s.h.workspace, "report.txt"))
+    const decision = await s.approve(d.requestId)
+    if (decision._tag !== "Allowed") throw new Error(`expected Allowed, got ${decision._tag}`)
+    const stopped = tagged(await s.h.run((await s.worker()).execute({ requestId: d.requestId, principal: "alice", decision })), "Stopped")
+    expect(stopped.reason).toMatch(/not file:\/\/.*report\.txt as approved/)
+    expect(existsSync(join(outside, "report.txt"))).toBe(false)
+  })
+
+  it("refuses an approved action outside the workspace once escape_policy is deny", async () => {
+    const s = await setup()
+    const outside = realpathSync(mkdtempSync(join(tmpdir(), "astrid-outside-")))
+    const d = await s.defer(writeFileToolErased, { path: join(outside, "out.txt"), content: "x" })
+    await s.approve(d.requestId)
+    const w = await s.worker({ settingsFor: () => Effect.succeed({ policy: DEFAULT_POLICY, mode: "guided", escapePolicy: "deny" }) })
+    const [stopped] = await s.h.run(w.drain("alice"))
+    expect(stopped).toMatchObject({ _tag: "Stopped", reason: expect.stringMatching(/outside the workspace, and escape_policy is deny$/) })
+    expect(existsSync(join(outside, "out.txt"))).toBe(false)
+  })
+
+  it("records a tool it cannot run (task) as not run, once: the budget is released and the session told", async () => {
+    const s = await setup()
+    const d = await s.deferProposal({ request: { _tag: "subagent_spawn", task: "review the diff" }, toolCall: { tool: "task", input: { description: "review the diff" } }, estimatedCostMicros: 2_000 })
+    await s.approve(d.requestId)
+    const w = await s.worker()
+    expect((await s.h.run(w.runnable("alice"))).map((q) => q.requestId)).toEqual([d.requestId])
+    const [stopped] = await s.h.run(w.drain("alice"))
+    expect(stopped).toMatchObject({ _tag: "Stopped", tool: "task", reason: expect.stringMatching(/^the worker cannot run task .*; ask the agent to retry it in the session$/) })
+    // Never offered again, to this worker or another.
+    expect(await s.h.run(w.runnable("alice"))).toEqual([])
+    expect(await s.h.run((await s.worker()).drain("alice"))).toEqual([])
+    const session = await s.h.events(SESSION)
+    // The reservation the approval took (the one at the proposal was given back when it was deferred).
+    const reserved = session.filter((e) => e._tag === "BudgetReserved" && e.actionId === d.actionId).at(-1)
+    if (reserved?._tag !== "BudgetReserved") throw new Error("no reservation")
+    expect(session.filter((e) => e._tag === "BudgetReleased" && e.reservationId === reserved.reservationId)).toEqual([expect.objectContaining({ reason: "failed" })])
+    expect(session.filter((e) => e._tag === "ToolResultRecorded")).toEqual([expect.objectContaining({ actionId: d.actionId, tool: "task", ok: false })])
+    expect(await s.notices()).toHaveLength(1)
+  })
+
+  it("does not run an action of a deleted session, nor write a notice into it; its result and budget are still settled", async () => {
+    const s = await setup()
+    const d = await s.defer(writeFileToolErased, { path: "late.txt", content: "x" })
+    await s.approve(d.requestId)
+    await s.appendToSession({ _tag: "SessionEnded", sessionId: "s1", reason: "deleted", detail: "cleanup" })
+    const [stopped] = await s.h.run((await s.worker()).drain("alice"))
+    expect(stopped).toMatchObject({ _tag: "Stopped", reason: expect.stringMatching(/session s1 was deleted/) })
+    expect(existsSync(join(s.h.workspace, "late.txt"))).toBe(false)
+    expect(await s.notices()).toEqual([])
+    const order = await s.types(SESSION)
+    expect(order.slice(order.indexOf("SessionEnded"))).toEqual(["SessionEnded", "ToolResultRecorded"])
   })
 })

@@ -5,11 +5,16 @@
  * approved from the queue (`resolveDeferred`, which re-checks policy and budget and records the allowing
  * decision), a worker claims it with `DeferredActionClaimed` appended on the approvals stream at the
  * revision it read: of two workers racing, one claim lands and the other is told the action was taken.
- * Only then does the tool run. The policy in force now is checked once more just before (a block set since
- * the approval stops it, I3), and the call is prepared again from the recorded input and must name exactly
- * the request that was judged. The result goes through the interceptor's `complete` (ToolResultRecorded,
- * budget committed or released), and the session gets a runtime notice with the output as untrusted data,
- * so the agent learns what happened when the session resumes (see conversation.ts).
+ * Only then is the action looked at once more, and from then on it ends in exactly one recorded outcome:
+ * it runs, or it is stopped with its reason as a failed result (budget released, session told). Stopped
+ * when its session was deleted, when this worker does not have its tool (a sub-agent or the identity tool
+ * only a live session has), when its path now resolves elsewhere than the approved resource or on the
+ * other side of the workspace boundary (a symbolic link planted since the approval), when the policy in
+ * force now blocks it (I3) or the workspace boundary now denies it, and when the call, prepared again from
+ * the recorded input, no longer names the request that was judged. The result goes through the
+ * interceptor's `complete` (ToolResultRecorded, budget committed or released), and the session gets a
+ * runtime notice with the output as untrusted data, so the agent learns what happened when the session
+ * resumes (see conversation.ts).
  *
  * A worker that dies between its claim and the result leaves the action claimed without a result: it is
  * never run a second time, since it may have run in part.
@@ -18,10 +23,11 @@ import { Clock, Context, Data, Effect, Either, Exit, Layer, Ref, Schema } from "
 import { canonicalize } from "../../domain/canonicalJson.js"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
 import { MessageRecorded } from "../../domain/events/sessionEvents.js"
-import { ActionRequest } from "../../domain/security/action.js"
+import { ActionRequest, type ClassifiedAction } from "../../domain/security/action.js"
 import { classify } from "../../domain/security/classify.js"
 import { type ClaimRefused, decideClaim, evolveQueue, initialQueueState, type QueuedAction, type QueueState, runnableFor } from "../../domain/security/deferral.js"
-import { evaluatePolicy, type SecurityPolicy } from "../../domain/security/policy.js"
+import { evaluatePolicy } from "../../domain/security/policy.js"
+import { boundaryVerdict, type SecuritySettings } from "../../domain/security/workspaceBoundary.js"
 import { approvalsStream, sessionStream } from "../../domain/streams.js"
 import { EventLog } from "../eventLog.js"
 import { Crypto } from "../ports/crypto.js"
@@ -42,8 +48,11 @@ export interface DeferredWorkerConfig {
   readonly tools: ReadonlyArray<AnyTool>
   /** Who runs the actions, recorded in the claim (e.g. "worker alice@host pid 123"). */
   readonly name: string
-  /** The policy in force now for a workspace, checked again just before an action runs. */
-  readonly policyFor?: (workspace: string) => Effect.Effect<SecurityPolicy, DeferredWorkerError>
+  /**
+   * The security settings in force now for a workspace: its policy and workspace boundary are checked again
+   * just before an action runs, against the action as the file system places it then.
+   */
+  readonly settingsFor?: (workspace: string) => Effect.Effect<SecuritySettings, DeferredWorkerError>
 }
 
 export type Execution =
@@ -109,6 +118,26 @@ const decodeRequest = Schema.decodeUnknownEither(ActionRequest)
 
 class LostClaimRace extends Data.TaggedError("LostClaimRace")<{}> {}
 
+type Proposed = Extract<AstridEvent, { _tag: "ActionProposed" }>
+
+const proposalOf = (events: ReadonlyArray<AstridEvent>, actionId: string): Proposed | undefined =>
+  events.find((e): e is Proposed => e._tag === "ActionProposed" && e.actionId === actionId)
+
+const FILE_SCHEME = "file://"
+
+/**
+ * The action as it was proposed and approved: the request classified with the canonical path its
+ * ActionProposed recorded (a file resource names it), so its resource and whether it lay inside the
+ * workspace are those of the judgment, not of the file system now. Without a recorded proposal the
+ * resource is marked as unknown, which matches nothing, so the action does not run.
+ */
+const approvedAction = (request: ActionRequest, proposed: Proposed | undefined, rootCanonical: string): ClassifiedAction => {
+  if (proposed === undefined) return { ...classify(request, { workspaceRoot: rootCanonical }), resource: "(no recorded proposal)", insideWorkspace: null }
+  const recordedPath = proposed.resource.startsWith(FILE_SCHEME) ? proposed.resource.slice(FILE_SCHEME.length) : undefined
+  const action = classify(request, { workspaceRoot: rootCanonical, ...(recordedPath === undefined ? {} : { canonicalPath: recordedPath }) })
+  return action.resource === proposed.resource ? action : { ...action, resource: proposed.resource }
+}
+
 export const makeDeferredWorker = (config: DeferredWorkerConfig) =>
   Effect.gen(function* () {
     const log = yield* EventLog
@@ -131,44 +160,59 @@ export const makeDeferredWorker = (config: DeferredWorkerConfig) =>
         Effect.mapError(fail("could not read the approval queue"))
       )
 
-    /** The allowing decision as the log has it (I1): none means the action must not run. */
-    const decisionFromLog = (entry: QueuedAction, request: ActionRequest) =>
+    /** The session's events, decoded; what the worker checks the approved action against. */
+    const sessionEvents = (sessionId: string) =>
       Effect.gen(function* () {
         const events: Array<AstridEvent> = []
-        for (const r of yield* store.readStream(sessionStream(entry.sessionId)).pipe(Effect.mapError(fail("could not read the session")))) {
+        for (const r of yield* store.readStream(sessionStream(sessionId)).pipe(Effect.mapError(fail("could not read the session")))) {
           const e = decodeRecorded(r)
           if (e !== undefined) events.push(e)
         }
-        const allowed = events.find((e): e is Extract<AstridEvent, { _tag: "ActionAllowed" }> => e._tag === "ActionAllowed" && e.actionId === entry.actionId)
-        if (allowed === undefined) return undefined
-        // The reservation the approval took: the last one for this action still open on the session stream.
-        let open: { readonly reservationId: string; readonly amountMicros: number } | undefined
-        for (const e of events) {
-          if (e._tag === "BudgetReserved" && e.actionId === entry.actionId) open = { reservationId: e.reservationId, amountMicros: e.amountMicros }
-          else if ((e._tag === "BudgetCommitted" || e._tag === "BudgetReleased") && e.reservationId === open?.reservationId) open = undefined
-        }
-        const root = yield* paths.resolve(entry.workspace, ".").pipe(Effect.mapError(fail("could not resolve the workspace root")))
+        return events
+      })
+
+    /**
+     * The allowing decision as the log has it (I1): none means the action must not run. Its action is the
+     * one that was proposed and approved (the request classified with the canonical path recorded then),
+     * never one re-resolved now: what the file system says now is checked against it before anything runs.
+     */
+    const decisionFromLog = (entry: QueuedAction, request: ActionRequest, events: ReadonlyArray<AstridEvent>, rootCanonical: string) => {
+      const allowed = events.find((e): e is Extract<AstridEvent, { _tag: "ActionAllowed" }> => e._tag === "ActionAllowed" && e.actionId === entry.actionId)
+      if (allowed === undefined) return undefined
+      // The reservation the approval took: the last one for this action still open on the session stream.
+      let open: { readonly reservationId: string; readonly amountMicros: number } | undefined
+      for (const e of events) {
+        if (e._tag === "BudgetReserved" && e.actionId === entry.actionId) open = { reservationId: e.reservationId, amountMicros: e.amountMicros }
+        else if ((e._tag === "BudgetCommitted" || e._tag === "BudgetReleased") && e.reservationId === open?.reservationId) open = undefined
+      }
+      const proposed = proposalOf(events, entry.actionId)
+      const action = approvedAction(request, proposed, rootCanonical)
+      const reservation: Reservation | null =
+        open === undefined
+          ? null
+          : {
+              reservationId: open.reservationId,
+              actionId: entry.actionId,
+              sessionStream: sessionStream(entry.sessionId),
+              workspaceStream: workspaceStreamOf(crypto.blake3Hex, rootCanonical),
+              principal: entry.principal,
+              sessionId: entry.sessionId,
+              correlationId: entry.actionId,
+              amountMicros: open.amountMicros,
+              warnings: []
+            }
+      const proof = allowed.proof
+      const label =
+        proof._tag === "HumanApproved" ? `approved by ${proof.approver}` : proof._tag === "TokenCovered" ? "token" : proof._tag === "AllowanceCovered" ? `allowance (${proof.scope})` : "policy"
+      return { _tag: "Allowed", actionId: entry.actionId, action, proof: label, reservation, sessionId: entry.sessionId, principal: entry.principal } satisfies AllowedDecision
+    }
+
+    /** The action as the file system places it now: the path resolved again, at the moment of running. */
+    const classifyNow = (entry: QueuedAction, request: ActionRequest, rootCanonical: string) =>
+      Effect.gen(function* () {
         const path = "path" in request ? request.path : undefined
-        const resolved = path === undefined ? undefined : yield* paths.resolve(entry.workspace, path).pipe(Effect.mapError(fail("could not resolve the path")))
-        const action = classify(request, { workspaceRoot: root.canonical, ...(resolved === undefined ? {} : { canonicalPath: resolved.canonical }) })
-        const reservation: Reservation | null =
-          open === undefined
-            ? null
-            : {
-                reservationId: open.reservationId,
-                actionId: entry.actionId,
-                sessionStream: sessionStream(entry.sessionId),
-                workspaceStream: workspaceStreamOf(crypto.blake3Hex, root.canonical),
-                principal: entry.principal,
-                sessionId: entry.sessionId,
-                correlationId: entry.actionId,
-                amountMicros: open.amountMicros,
-                warnings: []
-              }
-        const proof = allowed.proof
-        const label =
-          proof._tag === "HumanApproved" ? `approved by ${proof.approver}` : proof._tag === "TokenCovered" ? "token" : proof._tag === "AllowanceCovered" ? `allowance (${proof.scope})` : "policy"
-        return { _tag: "Allowed", actionId: entry.actionId, action, proof: label, reservation, sessionId: entry.sessionId, principal: entry.principal } satisfies AllowedDecision
+        const resolved = path === undefined ? undefined : yield* paths.resolve(entry.workspace, path)
+        return classify(request, { workspaceRoot: rootCanonical, ...(resolved === undefined ? {} : { canonicalPath: resolved.canonical }) })
       })
 
     const attempt = (c: ExecuteCommand): Effect.Effect<Execution, DeferredWorkerError | LostClaimRace> =>
@@ -177,22 +221,15 @@ export const makeDeferredWorker = (config: DeferredWorkerConfig) =>
         const decided = decideClaim(q.state, { requestId: c.requestId, principal: c.principal })
         if (Either.isLeft(decided)) return { _tag: "Skipped", requestId: c.requestId, kind: decided.left.kind, reason: decided.left.message } as const
         const entry = decided.right
-        const tool = toolsByName.get(entry.toolCall.tool)
-        if (tool === undefined) {
-          return {
-            _tag: "Skipped",
-            requestId: entry.requestId,
-            kind: "unknown_tool",
-            reason: `deferred action ${entry.requestId} calls ${entry.toolCall.tool}, a tool this worker does not have (it has ${[...toolsByName.keys()].join(", ")})`
-          } as const
-        }
         // The request exactly as it was judged and approved; anything else is not this action.
         const decodedRequest = decodeRequest(entry.request)
         if (Either.isLeft(decodedRequest)) {
           return { _tag: "Skipped", requestId: entry.requestId, kind: "invalid_request", reason: `deferred action ${entry.requestId} holds a request this build cannot read; it does not run` } as const
         }
         const judged = decodedRequest.right
-        const decision = c.decision ?? (yield* decisionFromLog(entry, judged))
+        const events = yield* sessionEvents(entry.sessionId)
+        const root = yield* paths.resolve(entry.workspace, ".").pipe(Effect.mapError(fail("could not resolve the workspace root")))
+        const decision = c.decision ?? decisionFromLog(entry, judged, events, root.canonical)
         if (decision === undefined) {
           return {
             _tag: "Skipped",
@@ -214,16 +251,24 @@ export const makeDeferredWorker = (config: DeferredWorkerConfig) =>
         }
         queue.record(approvalsStream, claimed.right.events)
 
+        // From here on every path records the action's one outcome (I2): a result and the budget settled.
+        const toolName = entry.toolCall.tool
         const summary = decision.action.summary
+        const deleted = events.some((e) => e._tag === "SessionEnded" && e.reason === "deleted")
         const record = (outcome: ToolOutcome) =>
           Effect.gen(function* () {
+            // Also for a deleted session: the result closes the allowing decision (I2) and the release gives
+            // the reservation back on the workspace stream as well; a deletion hides a session, its events
+            // stay in the audit log, and these two keep that log's accounting whole.
             yield* interceptor.complete(decision, outcome).pipe(Effect.mapError(fail("could not record the result")))
+            // The notice below is only for the agent when the session resumes; a deleted session never does.
+            if (deleted) return
             const now = yield* Clock.currentTimeMillis
             const content = encodeDeferredOutcome({
               deferredAction: {
                 requestId: entry.requestId,
                 actionId: entry.actionId,
-                tool: tool.name,
+                tool: toolName,
                 summary,
                 approvedBy: entry.resolution.resolver,
                 ok: outcome.ok,
@@ -242,13 +287,35 @@ export const makeDeferredWorker = (config: DeferredWorkerConfig) =>
               .pipe(Effect.mapError(fail("could not record the outcome on the session")))
           })
         const stop = (reason: string) =>
-          record({ ok: false, tool: tool.name, output: `not run: ${reason}`, truncated: false, durationMs: 0 }).pipe(
-            Effect.as({ _tag: "Stopped", requestId: entry.requestId, actionId: entry.actionId, sessionId: entry.sessionId, tool: tool.name, summary, reason } as const)
+          record({ ok: false, tool: toolName, output: `not run: ${reason}`, truncated: false, durationMs: 0 }).pipe(
+            Effect.as({ _tag: "Stopped", requestId: entry.requestId, actionId: entry.actionId, sessionId: entry.sessionId, tool: toolName, summary, reason } as const)
           )
 
-        if (config.policyFor !== undefined) {
-          const verdict = evaluatePolicy(yield* config.policyFor(entry.workspace), decision.action)
+        if (deleted) return yield* stop(`its session ${entry.sessionId} was deleted; actions approved for a deleted session do not run`)
+        const tool = toolsByName.get(toolName)
+        // A tool only a live session has (a sub-agent, the agent's identity): recorded as not run once, so
+        // its budget is given back and it is never offered to a worker again.
+        if (tool === undefined) return yield* stop(`the worker cannot run ${toolName} (it runs ${[...toolsByName.keys()].join(", ")}); ask the agent to retry it in the session`)
+
+        // What the file system says now: a link planted since the approval changes where the action lands.
+        const now = yield* Effect.either(classifyNow(entry, judged, root.canonical))
+        if (Either.isLeft(now)) return yield* stop(`its path cannot be resolved now: ${now.left.message}`)
+        const current = now.right
+        const approved = [approvedAction(judged, proposalOf(events, entry.actionId), root.canonical), ...(c.decision === undefined ? [] : [c.decision.action])]
+        for (const a of approved) {
+          if (a.resource !== current.resource || a.insideWorkspace !== current.insideWorkspace) {
+            return yield* stop(
+              `it would now touch ${current.resource}${current.insideWorkspace === false ? " (outside the workspace)" : ""}, not ${a.resource} as approved; the path changed since the approval (a symbolic link?), so it is not the action that was approved`
+            )
+          }
+        }
+        if (config.settingsFor !== undefined) {
+          const settings = yield* config.settingsFor(entry.workspace)
+          const verdict = evaluatePolicy(settings.policy, current)
           if (verdict._tag === "Blocked") return yield* stop(`the policy now blocks it: ${verdict.reason}`)
+          if (boundaryVerdict(settings.mode, settings.escapePolicy, current) === "deny") {
+            return yield* stop(`${current.summary}: outside the workspace, and escape_policy is deny`)
+          }
         }
         const prepared = tool.prepare(entry.toolCall.input)
         if (Either.isLeft(prepared)) return yield* stop(`its recorded input is not valid for ${tool.name} any more: ${prepared.left}`)

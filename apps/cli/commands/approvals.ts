@@ -12,7 +12,7 @@ import { dim, green, printJson, printLines, red, table } from "../output.js"
 import { currentPrincipal } from "../principal.js"
 import { config } from "../runtime.js"
 import { securityFor } from "../securityRuntime.js"
-import { describeExecution, executionJson, workerFrom } from "./worker.js"
+import { describeExecution, executionJson, workerFrom, workerRuns } from "./worker.js"
 
 const entryJson = (q: QueuedAction) => ({
   requestId: q.requestId,
@@ -111,7 +111,9 @@ const resolve = (
           ? []
           : entry.toolCall === undefined
             ? [dim("it was queued without a tool call, so nothing here can run it; the session that proposed it can, when it resumes")]
-            : [dim("not run yet (--no-run); 'astrid worker --once' runs it")]
+            : workerRuns(entry.toolCall.tool)
+              ? [dim("not run yet (--no-run); 'astrid worker --once' runs it")]
+              : [dim(`not run (--no-run); the worker cannot run ${entry.toolCall.tool}, so 'astrid worker' records it as not run and tells the session; ask the agent to retry it there`)]
       yield* printLines(`${entry.requestId}: ${entry.summary}`, ...describe(decision), ...(execution === undefined ? [] : describeExecution(execution)), ...next)
     })
   )

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { useCliCapture } from "../../../test/cliCapture.js"
-import { SecurityInterceptor } from "../../../application/security/securityInterceptor.js"
+import { type Proposal, SecurityInterceptor } from "../../../application/security/securityInterceptor.js"
 import { runTool } from "../../../application/tools/runTool.js"
 import { makeRunContext } from "../../../application/tools/tool.js"
 import { generateKey, loadKeyRing } from "../../../infrastructure/keys/keyFiles.js"
@@ -18,13 +18,18 @@ import { writeFileToolErased } from "../../../infrastructure/tools/writeFile.js"
 import { makeHarness } from "../../../test/securityHarness.js"
 import { tempHome } from "../../../test/seedStore.js"
 import { approve, deny } from "./approvals.js"
-import { worker } from "./worker.js"
+import type { Execution } from "../../../application/agent/deferredWorker.js"
+import { reportedOnce, worker } from "./worker.js"
 
 const capture = useCliCapture()
 const homes = capture.homes
 
 /** A home whose queue holds alice's tool calls, deferred because nobody could be asked. */
-const deferredHome = async (calls: ReadonlyArray<{ readonly tool: typeof bashToolErased; readonly input: unknown }>) => {
+const deferredHome = async (
+  calls: ReadonlyArray<{ readonly tool: typeof bashToolErased; readonly input: unknown }>,
+  /** Proposed straight to the interceptor: tool calls the worker does not have, with a cost to reserve. */
+  proposals: ReadonlyArray<Pick<Proposal, "request" | "toolCall" | "estimatedCostMicros">> = []
+) => {
   const home = tempHome()
   homes.push(home)
   process.env["ASTRID_HOME"] = home
@@ -40,7 +45,12 @@ const deferredHome = async (calls: ReadonlyArray<{ readonly tool: typeof bashToo
     if (result.decision?._tag !== "Deferred") throw new Error("expected a deferral")
     requestIds.push(result.decision.requestId)
   }
-  return { home, workspace: h.workspace, requestIds }
+  for (const p of proposals) {
+    const d = await h.run(h.interceptor.intercept({ principal: "alice", sessionId: "s1", workspaceRoot: h.workspace, ...p }))
+    if (d._tag !== "Deferred") throw new Error("expected a deferral")
+    requestIds.push(d.requestId)
+  }
+  return { home, workspace: h.workspace, requestIds, h }
 }
 
 const jsonOutput = (): unknown => JSON.parse(capture.output())
@@ -80,5 +90,50 @@ describe("approve, then run", () => {
     capture.reset()
     await Effect.runPromise(worker({ once: true, json: false }))
     expect(capture.output()).toBe("no approved actions waiting to run for alice\n")
+  })
+})
+
+describe("a tool the worker does not have", () => {
+  const spawn = { request: { _tag: "subagent_spawn", task: "review the diff" }, toolCall: { tool: "task", input: { description: "review the diff" } }, estimatedCostMicros: 3_000 } as const
+
+  it("approve --no-run says the worker cannot run it; the worker records it as not run once, releasing its budget", async () => {
+    const { requestIds, h } = await deferredHome([], [spawn])
+    const [id] = requestIds
+    if (id === undefined) throw new Error("no request")
+    await Effect.runPromise(approve({ id, scope: "once", json: false, run: false }))
+    expect(capture.output()).toMatch(/the worker cannot run task, so 'astrid worker' records it as not run and tells the session/)
+    capture.reset()
+    await Effect.runPromise(worker({ once: true, json: true }))
+    expect(jsonOutput()).toEqual([expect.objectContaining({ requestId: id, status: "stopped", tool: "task", reason: expect.stringMatching(/^the worker cannot run task/) })])
+    capture.reset()
+    await Effect.runPromise(worker({ once: true, json: true }))
+    expect(jsonOutput()).toEqual([])
+    const session = await h.events("astrid-session-s1")
+    const reserved = session.filter((e) => e._tag === "BudgetReserved").at(-1)
+    if (reserved?._tag !== "BudgetReserved") throw new Error("no reservation")
+    expect(session.some((e) => e._tag === "BudgetReleased" && e.reservationId === reserved.reservationId)).toBe(true)
+  })
+
+  it("a watching worker says it once, not at every poll", async () => {
+    const { requestIds } = await deferredHome([], [spawn])
+    const [id] = requestIds
+    if (id === undefined) throw new Error("no request")
+    await Effect.runPromise(approve({ id, scope: "once", json: true, run: false }))
+    capture.reset()
+    // Three polls, one second apart; then the watch is interrupted, as Ctrl-C would.
+    await Effect.runPromise(Effect.race(worker({ once: false, json: true }), Effect.sleep("2500 millis")))
+    const lines = capture.output().split("\n").filter((l) => l !== "")
+    expect(lines.map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ requestId: id, status: "stopped" })])
+  })
+})
+
+describe("reportedOnce", () => {
+  it("passes what ran or stopped and a skip the first time only, or when its reason changes", () => {
+    const fresh = reportedOnce()
+    const skipped = (reason: string): Execution => ({ _tag: "Skipped", requestId: "r1", kind: "no_decision", reason })
+    const stopped: Execution = { _tag: "Stopped", requestId: "r2", actionId: "a2", sessionId: "s1", tool: "task", summary: "spawn", reason: "no" }
+    expect(fresh([skipped("first"), stopped])).toEqual([skipped("first"), stopped])
+    expect(fresh([skipped("first")])).toEqual([])
+    expect(fresh([skipped("second")])).toEqual([skipped("second")])
   })
 })

@@ -1,7 +1,9 @@
 /**
  * `astrid worker [--once]`: runs the principal's approved deferred actions, each once (I2), with the
- * built-in tools. The policy of each action's own workspace is checked once more just before it runs.
- * Without `--once` it keeps watching the queue until stopped; with it, it drains the queue and exits.
+ * built-in tools. The policy and workspace boundary of each action's own workspace are checked once more
+ * just before it runs. An approved action whose tool only a live session has (task, spark) is recorded as
+ * not run, once. Without `--once` it keeps watching the queue until stopped, saying each thing once; with
+ * it, it drains the queue and exits.
  */
 import { Duration, Effect, Layer } from "effect"
 import { hostname } from "node:os"
@@ -27,6 +29,12 @@ const POLL_INTERVAL = Duration.seconds(1)
 /** Output lines shown per action in text mode; --json has all of it (up to the 30,000-character cut). */
 const SHOWN_OUTPUT_LINES = 20
 
+/** The tools `astrid worker` runs: the built-in ones; a session's own tools (task, spark) need the session. */
+export const workerTools = builtinTools
+
+/** Can `astrid worker` run a call of `tool`? */
+export const workerRuns = (tool: string): boolean => workerTools.some((t) => t.name === tool)
+
 /** A deferred worker over the services a command already opened. */
 export const workerFrom = (cfg: AstridConfig, services: { readonly interceptor: SecurityInterceptorApi; readonly store: EventStoreApi; readonly log: EventLogApi }) =>
   Effect.gen(function* () {
@@ -39,12 +47,12 @@ export const workerFrom = (cfg: AstridConfig, services: { readonly interceptor: 
       PathResolverLive
     )
     return yield* makeDeferredWorker({
-      tools: builtinTools,
+      tools: workerTools,
       name: `astrid worker (${currentPrincipal()}@${hostname()}, pid ${process.pid})`,
-      // The workspace's own config may have tightened the policy since the action was approved.
-      policyFor: (workspace) =>
+      // The workspace's own config may have tightened the policy or the boundary since the approval.
+      settingsFor: (workspace) =>
         loadSecuritySettings(cfg.home, workspace).pipe(
-          Effect.map((loaded) => loaded.settings.policy),
+          Effect.map(({ settings }) => ({ policy: settings.policy, mode: settings.workspaceMode, escapePolicy: settings.escapePolicy })),
           Effect.mapError((e) => new DeferredWorkerError({ message: `could not load the security settings of ${workspace}: ${e.message}` }))
         )
     }).pipe(Effect.provide(layer))
@@ -65,6 +73,23 @@ const indent = (text: string): ReadonlyArray<string> => {
   const lines = text.split("\n")
   const shown = lines.slice(0, SHOWN_OUTPUT_LINES).map((l) => `    ${l}`)
   return lines.length > SHOWN_OUTPUT_LINES ? [...shown, dim(`    … ${lines.length - SHOWN_OUTPUT_LINES} more line(s); --json shows all`)] : shown
+}
+
+/**
+ * A filter over what each poll of a watching worker did. Ran and Stopped happen once per action, but a
+ * Skipped action stays in the queue and is met again at every poll: it is reported the first time only
+ * (again only if the reason changes).
+ */
+export const reportedOnce = (): ((done: ReadonlyArray<Execution>) => ReadonlyArray<Execution>) => {
+  const seen = new Set<string>()
+  return (done) =>
+    done.filter((e) => {
+      if (e._tag !== "Skipped") return true
+      const key = JSON.stringify([e.requestId, e.kind, e.reason])
+      if (seen.has(key)) return false
+      seen.add(key)
+      return true
+    })
 }
 
 /** The lines a person reads for one execution. */
@@ -96,8 +121,9 @@ export const worker = (args: { readonly once: boolean; readonly json: boolean })
         return yield* printLines(...(done.length === 0 ? [`no approved actions waiting to run for ${principal}`] : done.flatMap(describeExecution)))
       }
       if (!args.json) yield* printLines(dim(`watching the approved actions of ${principal}; Ctrl-C stops`))
+      const fresh = reportedOnce()
       return yield* asCli(w.drain(principal)).pipe(
-        Effect.flatMap(report),
+        Effect.flatMap((done) => report(fresh(done))),
         Effect.zipRight(Effect.sleep(POLL_INTERVAL)),
         Effect.forever
       )
