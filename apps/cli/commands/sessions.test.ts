@@ -264,7 +264,7 @@ describe("astrid sessions", () => {
       { _tag: "BudgetCommitted", reservationId: "m1", amountMicros: 18_000 }
     ])
     expect(await json(list({ all: false, json: true }))).toEqual([expect.objectContaining({ sessionId: "priced-1", llmCostMicros: 18_000, committedMicros: 0, spendMicros: 18_000 })])
-    expect(await captured(show({ id: "priced-1", json: false }))).toMatch(/^spend\s+\$0\.018 \(model \$0\.018, tools \$0\)$/m)
+    expect(await captured(show({ id: "priced-1", json: false }))).toMatch(/^spend\s+\$0\.018 \(model \$0\.018, tools \$0, sub-agents \$0\)$/m)
 
     await append(home, "priced-1", "ada", [
       { _tag: "BudgetReserved", reservationId: "c1", actionId: "subagent-child-1", amountMicros: 100_000 },

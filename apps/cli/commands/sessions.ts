@@ -95,6 +95,7 @@ export const sessionJson = (row: SessionRow) => ({
   outputTokens: row.output_tokens,
   llmCostMicros: row.llm_cost_micros,
   committedMicros: row.committed_micros,
+  subagentMicros: row.subagent_micros,
   spendMicros: spendMicros(row)
 })
 
@@ -327,7 +328,7 @@ const summaryLines = (row: SessionRow): Array<string> => [
   `messages    ${row.messages}`,
   `tool calls  ${row.tool_calls}${row.denied + row.deferred > 0 ? ` (${row.denied} denied, ${row.deferred} deferred)` : ""}`,
   `tokens      ${row.input_tokens} in, ${row.output_tokens} out`,
-  `spend       ${formatMicros(spendMicros(row))} (model ${formatMicros(row.llm_cost_micros)}, tools ${formatMicros(row.committed_micros)})`
+  `spend       ${formatMicros(spendMicros(row))} (model ${formatMicros(row.llm_cost_micros)}, tools ${formatMicros(row.committed_micros)}, sub-agents ${formatMicros(row.subagent_micros)})`
 ]
 
 export interface ShowArgs {
