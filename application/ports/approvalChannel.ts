@@ -5,6 +5,7 @@
  */
 import { Context, Data, type Effect } from "effect"
 import type { Risk } from "../../domain/security/action.js"
+import type { OfferedScope } from "../../domain/security/classify.js"
 
 export type ApprovalAnswer =
   | { readonly _tag: "AllowOnce" }
@@ -24,6 +25,13 @@ export interface ApprovalPrompt {
   readonly summary: string
   /** Why a human is asked (e.g. "write outside the workspace"). */
   readonly reason: string
+  /**
+   * The approvals the approver may give, besides Deny (always offered): all four scopes, or only "once"
+   * for an action no standing grant may cover (a sub-agent spawn, an identity change, the kinds that always
+   * ask). A channel shows only these; an answer outside them is taken as Allow Once, never as a standing
+   * allowance or token. Absent (a prompt built before the field existed): all four.
+   */
+  readonly offered?: ReadonlyArray<OfferedScope>
 }
 
 export interface ApprovalReply {

@@ -11,7 +11,7 @@
  */
 import { Clock, Context, Data, Duration, Effect, Either, Exit, Layer, Option, Schema } from "effect"
 import type { ActionRequest, ClassifiedAction } from "../../domain/security/action.js"
-import { classify } from "../../domain/security/classify.js"
+import { classify, effectiveScope, offeredScopes } from "../../domain/security/classify.js"
 import { evaluatePolicy, type SecurityPolicy } from "../../domain/security/policy.js"
 import { boundaryVerdict, type EscapePolicy, type WorkspaceMode } from "../../domain/security/workspaceBoundary.js"
 import { allowanceCovers } from "../../domain/security/allowance.js"
@@ -234,8 +234,9 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
           return yield* deny("policy", `${action.summary}: outside the workspace, and escape_policy is deny`, "set [security] escape_policy = \"ask\" to be asked instead", true)
         }
 
-        // 2. Token: a standing, signed permission. Never for actions that always ask.
-        const token = action.alwaysAsk
+        // 2. Token: a standing, signed permission. Never for actions that always ask, nor for once-only ones
+        // (a token's resource cannot say which spawn or identity change was approved).
+        const token = action.alwaysAsk || action.onceOnly
           ? Option.none()
           : yield* tokens.findCovering({ principal: p.principal, resource: action.resource, permission: action.permission, nowMs: now }).pipe(Effect.mapError(fail("could not check capability tokens")))
 
@@ -290,8 +291,8 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
           if (passes) return yield* allow({ _tag: "PolicyAllowed", rule: passRule }, "policy")
         }
 
-        // 4. Approval: standing allowances first, then a human.
-        if (!action.alwaysAsk) {
+        // 4. Approval: standing allowances first (never for once-only actions), then a human.
+        if (!action.alwaysAsk && !action.onceOnly) {
           const sessionAllowances = (yield* sessions.load(session).pipe(Effect.mapError(fail("could not read the session")))).state.allowances
           const workspaceAllowances = (yield* workspaces.load(workspace).pipe(Effect.mapError(fail("could not read the workspace")))).state.allowances
           const found =
@@ -343,7 +344,8 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
             resource: action.resource,
             risk: action.risk,
             summary: action.summary,
-            reason: action.alwaysAsk ? `${action.kind} always needs a human` : boundary === "ask" ? "the workspace mode asks for this" : "policy asks for this"
+            reason: action.alwaysAsk ? `${action.kind} always needs a human` : boundary === "ask" ? "the workspace mode asks for this" : "policy asks for this",
+            offered: offeredScopes(action)
           })
           .pipe(
             Effect.timeoutFail({ duration: Duration.millis(settings.approvalTimeoutMs), onTimeout: () => "timeout" as const }),
@@ -380,7 +382,9 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
           yield* a.release("denied", [draft({ _tag: "ActionDenied", actionId, stage: "approval", reason, remedy: null })])
           return { _tag: "Denied", actionId, stage: "approval", reason, remedy: null } as const
         }
-        const scope = reply.answer._tag === "AllowOnce" ? "once" : reply.answer._tag === "AllowSession" ? "session" : reply.answer._tag === "AllowWorkspace" ? "workspace" : "always"
+        const answered = reply.answer._tag === "AllowOnce" ? "once" : reply.answer._tag === "AllowSession" ? "session" : reply.answer._tag === "AllowWorkspace" ? "workspace" : "always"
+        // An answer the prompt did not offer (a channel that ignored `offered`) approves this action only.
+        const scope = effectiveScope(action, answered)
         const granted = yield* append(a.session, [draft({ _tag: "ApprovalGranted", requestId, actionId, scope, approver: reply.approver })])
         const approvalEventId = granted.events[0]?.eventId ?? requestId
         yield* recordScope({ scope, approvalEventId, action, principal: p.principal, sessionId: p.sessionId, session: a.session, workspace: a.workspace, now: a.now })
@@ -399,6 +403,8 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
       now: number
     }) =>
       Effect.gen(function* () {
+        // Defence in depth: whatever scope reached here, a once-only action leaves nothing standing.
+        if (s.action.onceOnly) return
         if (s.scope === "session" || s.scope === "workspace") {
           yield* append(s.scope === "session" ? s.session : s.workspace, [
             {
@@ -530,13 +536,15 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
           })
           .pipe(Effect.mapError(fail("could not reserve the budget")))
         if (reserved._tag === "Exceeded") return yield* denied("budget", reserved.reason, reserved.remedy)
-        const resolution = yield* resolve("approved", c.answer.scope, null).pipe(
+        // `astrid approvals` may answer with any scope; a once-only action still gets no standing grant.
+        const scope = effectiveScope(action, c.answer.scope)
+        const resolution = yield* resolve("approved", scope, null).pipe(
           Effect.tapError(() => budget.release(reserved.reservation, "cancelled").pipe(Effect.ignore))
         )
         const approvalEventId = resolution.events[0]?.eventId ?? c.requestId
-        yield* recordScope({ scope: c.answer.scope, approvalEventId, action, principal: entry.principal, sessionId: entry.sessionId, session, workspace, now })
+        yield* recordScope({ scope, approvalEventId, action, principal: entry.principal, sessionId: entry.sessionId, session, workspace, now })
         yield* append(session, [draft({ _tag: "ActionAllowed", actionId: entry.actionId, proof: { _tag: "HumanApproved", approvalEventId, approver: c.resolver } })])
-        return { _tag: "Allowed", actionId: entry.actionId, action, proof: `approved (${c.answer.scope}) by ${c.resolver}`, reservation: reserved.reservation, sessionId: entry.sessionId, principal: entry.principal } as const
+        return { _tag: "Allowed", actionId: entry.actionId, action, proof: `approved (${scope}) by ${c.resolver}`, reservation: reserved.reservation, sessionId: entry.sessionId, principal: entry.principal } as const
       })
 
     return { intercept, complete, guard, resolveDeferred, pendingFor } satisfies SecurityInterceptorApi

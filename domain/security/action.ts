@@ -22,7 +22,21 @@ export const FinancialTransaction = Schema.TaggedStruct("financial_transaction",
 })
 export const AccessControlChange = Schema.TaggedStruct("access_control_change", { target: Schema.String, change: Schema.String })
 export const CapabilityGrant = Schema.TaggedStruct("capability_grant", { resource: Schema.String, permissions: Schema.Array(Schema.String) })
-export const SubAgentSpawn = Schema.TaggedStruct("subagent_spawn", { task: Schema.String })
+/**
+ * A sub-agent (the `task` tool). `task` is its short description; the other fields are what the child would
+ * get, shown to the approver. They are optional only so that requests recorded before they existed (with a
+ * one-line `task` alone) still decode.
+ */
+export const SubAgentSpawn = Schema.TaggedStruct("subagent_spawn", {
+  task: Schema.String,
+  /** What the child will be told (its task text). */
+  prompt: Schema.optional(Schema.String),
+  tools: Schema.optional(Schema.Array(Schema.String)),
+  paths: Schema.optional(Schema.Array(Schema.String)),
+  /** Absent: the default share of the parent's remaining budget. */
+  budgetMicros: Schema.optional(Schema.NonNegativeInt),
+  timeoutSeconds: Schema.optional(Schema.NonNegativeInt)
+})
 /** The agent's own identity (the `spark` tool): a read without `changes`, an evolution with them. */
 export const AgentIdentity = Schema.TaggedStruct("agent_identity", {
   principal: Schema.String,
@@ -69,8 +83,15 @@ export interface ClassifiedAction {
   readonly summary: string
   /** For file actions: is the canonical path inside the workspace root? */
   readonly insideWorkspace: boolean | null
-  /** Kinds that always need a human (financial, access control, capability grant). */
+  /** Kinds that always need a human (financial, access control, capability grant, identity evolution). */
   readonly alwaysAsk: boolean
+  /**
+   * An approval covers this one action only: no standing allowance or capability token ever covers it, the
+   * approver is offered Allow Once or Deny, and a wider answer is narrowed to once. True for the kinds
+   * that always ask and for those whose resource cannot say what was approved (a sub-agent's tools, paths,
+   * budget and task; the content of an identity change).
+   */
+  readonly onceOnly: boolean
   /**
    * For file kinds (file_read/write/delete, capsule_file): the canonical absolute path the policy checks
    * against denied and allowed paths. Absent for other kinds.

@@ -32,12 +32,20 @@
  *   capsule_http              medium                                connect
  *   data_transmission         high (data leaves the machine)        transmit
  *   mcp_tool_call             medium                                invoke
- *   subagent_spawn            medium                                spawn
- *   agent_identity            read low, evolve medium (it shapes    read / write
- *                             future system prompts)
+ *   subagent_spawn            medium, Allow Once only               spawn
+ *   agent_identity            read low; evolve high, always asks a  read / write
+ *                             human, Allow Once only (it shapes the
+ *                             system prompt of every later session)
  *   financial_transaction     critical, always asks a human         transact
  *   access_control_change     critical, always asks a human         admin
  *   capability_grant          critical, always asks a human         grant
+ *
+ * Allow Once only (`onceOnly`): what a standing allowance or token matches is the resource, and for a
+ * spawn (`agent://spawn`) or an identity change (`identity://principal`) the resource says nothing of what
+ * was approved: the child's tools, paths, budget and task, or the new identity. An Allow Session there
+ * would pass every later spawn or identity change unasked, whatever it contains; so every such action is
+ * approved on its own. The kinds that always ask are once-only too: no standing grant is ever consulted
+ * for them, so none is recorded.
  *
  * The domain does no I/O: the caller resolves file paths (realpath, PathResolver) and passes the canonical
  * path and the canonical workspace root. Without a canonical path the path is joined to the root as written
@@ -54,7 +62,8 @@ export interface ClassifyContext {
 }
 
 export const classify = (request: ActionRequest, ctx: ClassifyContext): ClassifiedAction => {
-  const base = { request, kind: request._tag, insideWorkspace: null, alwaysAsk: false } as const
+  const base = { request, kind: request._tag, insideWorkspace: null, alwaysAsk: false, onceOnly: false } as const
+  const always = { alwaysAsk: true, onceOnly: true } as const
   switch (request._tag) {
     case "file_read":
     case "file_write":
@@ -150,7 +159,7 @@ export const classify = (request: ActionRequest, ctx: ClassifyContext): Classifi
         resource: `fin://${request.counterparty}`,
         permission: "transact",
         risk: "critical",
-        alwaysAsk: true,
+        ...always,
         summary: `pay ${formatMicros(request.amountMicros)} ${show(request.currency)} to ${show(request.counterparty)}`
       }
     case "access_control_change":
@@ -159,7 +168,7 @@ export const classify = (request: ActionRequest, ctx: ClassifyContext): Classifi
         resource: `acl://${request.target}`,
         permission: "admin",
         risk: "critical",
-        alwaysAsk: true,
+        ...always,
         summary: `change access control of ${show(request.target)}: ${show(request.change)}`
       }
     case "capability_grant":
@@ -168,19 +177,70 @@ export const classify = (request: ActionRequest, ctx: ClassifyContext): Classifi
         resource: `grant://${request.resource}`,
         permission: "grant",
         risk: "critical",
-        alwaysAsk: true,
+        ...always,
         summary: `grant ${show(request.permissions.join(", ") || "no permissions")} on ${show(request.resource)}`
       }
     case "subagent_spawn":
-      return { ...base, resource: "agent://spawn", permission: "spawn", risk: "medium", summary: `spawn a sub-agent: ${show(request.task)}` }
+      return { ...base, onceOnly: true, resource: "agent://spawn", permission: "spawn", risk: "medium", summary: spawnSummary(request) }
     case "agent_identity": {
       const resource = `identity://${request.principal}`
       if (request.changes === undefined) return { ...base, resource, permission: "read", risk: "low", summary: `read the agent identity of ${show(request.principal)}` }
       const changes = Object.entries(request.changes).map(([field, value]) => `${field} = ${JSON.stringify(value)}`)
-      return { ...base, resource, permission: "write", risk: "medium", summary: `evolve the agent identity of ${show(request.principal)}: ${show(changes.join(", "))}` }
+      // High and always asked: the identity is the principal's across every workspace and goes into the
+      // system prompt of every later session, so one workspace's content must not plant it unreviewed.
+      return {
+        ...base,
+        ...always,
+        resource,
+        permission: "write",
+        risk: "high",
+                // Shown whole (each value is bounded by the spark tool): a standing instruction must not hide past a cut.
+        summary: `evolve the agent identity of ${show(request.principal)} (it goes into the system prompt of every later session): ${show(changes.join(", "), IDENTITY_SUMMARY_MAX)}`
+      }
     }
   }
 }
+
+/** Characters of a sub-agent's task text the approver sees in the one-line summary. */
+export const SPAWN_PROMPT_EXCERPT = 200
+
+/**
+ * What the approver reads for a spawn: the description quoted (so it cannot pass for the other fields),
+ * then what the child would get, and the start of what it will be told.
+ */
+const spawnSummary = (request: Extract<ActionRequest, { _tag: "subagent_spawn" }>): string => {
+  // A request recorded before the structured fields existed carries its whole description in `task`.
+  if (request.prompt === undefined) return `spawn a sub-agent: ${show(request.task)}`
+  const parts = [
+    `tools: ${request.tools === undefined ? "(the parent's)" : show(request.tools.join(", ") || "none")}`,
+    ...(request.paths === undefined || request.paths.length === 0 ? [] : [`paths: ${show(request.paths.join(", "))}`]),
+    `budget: ${request.budgetMicros === undefined ? "default share" : `${formatMicros(request.budgetMicros)} USD`}`,
+    ...(request.timeoutSeconds === undefined ? [] : [`timeout: ${request.timeoutSeconds} s`]),
+    `task: ${quoted(excerpt(request.prompt, SPAWN_PROMPT_EXCERPT), SPAWN_PROMPT_EXCERPT * 2)}`
+  ]
+  return `spawn a sub-agent ${quoted(request.task)}; ${parts.join("; ")}`
+}
+
+const quoted = (text: string, max?: number): string => `"${show(text, max).replace(/"/g, '\\"')}"`
+
+/** The first `max` characters of `text` (code points), with a visible count of the rest. */
+const excerpt = (text: string, max: number): string => {
+  const chars = [...text]
+  return chars.length <= max ? text : `${chars.slice(0, max).join("")}… (+${chars.length - max} more characters)`
+}
+
+/** Approval scopes an approver may be offered: all of them, or only once for a once-only action. */
+export type OfferedScope = "once" | "session" | "workspace" | "always"
+
+export const offeredScopes = (action: ClassifiedAction): ReadonlyArray<OfferedScope> =>
+  action.onceOnly ? ["once"] : ["once", "session", "workspace", "always"]
+
+/**
+ * The scope an approval really gets: the one answered if it was offered, otherwise once. A wider answer
+ * from a channel that ignored what was offered still approves the action the approver saw (a narrower
+ * grant than the one given), but never leaves a standing allowance or token behind.
+ */
+export const effectiveScope = (action: ClassifiedAction, answered: OfferedScope): OfferedScope => (offeredScopes(action).includes(answered) ? answered : "once")
 
 const stripTrailingSlash = (p: string): string => (p.length > 1 ? p.replace(/\/+$/, "") : p)
 
@@ -281,13 +341,15 @@ const formatMicros = (micros: number): string => {
 }
 
 const SUMMARY_FIELD_MAX = 300
+/** Room for every identity field at its longest (core 2000, the others 500 together), escaped. */
+const IDENTITY_SUMMARY_MAX = 8000
 
 /**
  * Makes untrusted text safe to show on one line: control characters, line breaks and bidirectional
  * overrides are shown as escapes (so a command cannot hide a second line or reorder what the approver
  * reads), and long text is cut with a visible count of what was left out.
  */
-export const show = (text: string): string => {
+export const show = (text: string, max: number = SUMMARY_FIELD_MAX): string => {
   let out = ""
   for (const ch of text) {
     const code = ch.codePointAt(0) ?? 0
@@ -299,6 +361,6 @@ export const show = (text: string): string => {
       out += `\\u{${code.toString(16)}}`
     else out += ch
   }
-  if (out.length <= SUMMARY_FIELD_MAX) return out
-  return `${out.slice(0, SUMMARY_FIELD_MAX)}… (+${out.length - SUMMARY_FIELD_MAX} more characters)`
+  if (out.length <= max) return out
+  return `${out.slice(0, max)}… (+${out.length - max} more characters)`
 }

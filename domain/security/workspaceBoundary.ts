@@ -12,7 +12,7 @@
  *   file action outside, escape=ask    ask     ask      ask
  *   file action outside, escape=allow  ask     as inside (read pass, write/delete ask)   pass
  *   agent identity read (spark)        ask     pass     pass
- *   agent identity evolve (spark)      ask     ask      pass
+ *   agent identity evolve (spark)      ask     ask      ask   (alwaysAsk: no token, allowance or pre-approval)
  *   anything else (exec, network, MCP, capsule http/process, transmission, spawn)
  *                                      ask     ask      ask
  *   financial, access control, capability grant: always ask (they are alwaysAsk)
@@ -20,6 +20,9 @@
  * Autonomous mode passes only file actions inside the workspace: running programs, reaching the network or
  * calling tools has effects beyond the workspace that the boundary cannot see, so those need a token, an
  * allowance or a human. A file action whose path could not be placed (insideWorkspace null) is outside.
+ * The agent's identity is not the workspace's: it belongs to the principal across every workspace and
+ * shapes every later session's system prompt, so no workspace's mode can let a change to it pass (one
+ * autonomous workspace with a hostile README must not plant a standing instruction).
  */
 import type { ClassifiedAction } from "./action.js"
 import { hasDotDotSegment } from "./glob.js"
@@ -62,8 +65,9 @@ const insideVerdict = (mode: WorkspaceMode, access: FileAccess): BoundaryVerdict
 export const boundaryVerdict = (mode: WorkspaceMode, escapePolicy: EscapePolicy, action: ClassifiedAction): BoundaryVerdict => {
   const access = fileAccess(action)
   if (access === null || action.alwaysAsk) return "ask"
-  // The agent's identity is its own state, never outside anything: judged like a file inside the workspace.
-  if (action.kind === "agent_identity") return insideVerdict(mode, access)
+  // A read of the agent's identity is judged like a file read inside the workspace; a change always asks
+  // (it is alwaysAsk too; this holds even for a classification that forgot to say so).
+  if (action.kind === "agent_identity") return access === "read" ? insideVerdict(mode, access) : "ask"
   if (action.insideWorkspace === true) return insideVerdict(mode, access)
   switch (escapePolicy) {
     case "deny":

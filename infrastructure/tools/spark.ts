@@ -9,11 +9,13 @@
  *
  * The identity is never stored as a file: it is the fold of `IdentityEvolved` events on the principal's
  * identity stream (`astrid-identity-<principal>`), so every change and what it replaced is in the audit
- * chain. Reading is a low-risk `agent_identity` action; evolving is an `agent_identity` write the
- * interceptor judges like a file write inside the workspace (asked in safe and guided mode), because the
- * identity goes into the system prompt of later sessions: an unreviewed evolution would be a standing
- * prompt injection. Values are checked (length, no control characters, single-line except `core`) before
- * anything is proposed.
+ * chain. Reading is a low-risk `agent_identity` action. Evolving is a high-risk `agent_identity` write
+ * that always asks a human, in every workspace mode, and is approved once only: no pre-approval, standing
+ * allowance or capability token covers it. The identity belongs to the principal across every workspace
+ * and goes into the system prompt of every later session, so an unreviewed evolution (one autonomous
+ * workspace with a hostile README) would be a standing prompt injection everywhere. The approver sees every
+ * new value in full. Sub-agents never get this tool. Values are checked (length, no control characters,
+ * single-line except `core`) before anything is proposed.
  */
 import { Effect, Either, Schema } from "effect"
 import { EventLog } from "../../application/eventLog.js"
@@ -147,7 +149,7 @@ export const makeSparkTool = (options: SparkOptions): Effect.Effect<AnyTool, nev
       name: "spark",
       description:
         "Read or evolve your own identity (spark): callsign, class, aura, signal, core. " +
-        'Use {"action":"read"} to see it and {"action":"evolve", ...fields} to change some fields; an evolution may need approval and is kept in the audit log.',
+        'Use {"action":"read"} to see it and {"action":"evolve", ...fields} to change some fields; an evolution always asks a person to approve it and is kept in the audit log.',
       inputSchema: {
         type: "object",
         properties: {
