@@ -23,7 +23,11 @@ export const SubAgentStarted = Schema.TaggedStruct("SubAgentStarted", {
   reservationId: Schema.String
 })
 
-export const SubAgentOutcome = Schema.Literal("completed", "max_steps", "budget", "timed_out", "failed", "cancelled")
+/**
+ * How a child ended. "abandoned": the process running it died before it finished, and a later turn of the
+ * parent settled it (settleAbandonedChildren). Added later; events without it decode as before.
+ */
+export const SubAgentOutcome = Schema.Literal("completed", "max_steps", "budget", "timed_out", "failed", "cancelled", "abandoned")
 export type SubAgentOutcome = typeof SubAgentOutcome.Type
 
 /** The child's turn ended; `costMicros` is what it spent, committed on the parent's reservation. */
