@@ -3,7 +3,7 @@
  * \`task\` (sub-agents, always narrower than the session), and the system prompt with the identity in it.
  */
 import { Effect, Layer } from "effect"
-import { makeTaskTool } from "../../application/agent/subAgents.js"
+import { makeTaskTool, settleAbandonedChildren } from "../../application/agent/subAgents.js"
 import type { EventLog } from "../../application/eventLog.js"
 import { Crypto } from "../../application/ports/crypto.js"
 import { EventStore } from "../../application/ports/eventStore.js"
@@ -70,5 +70,8 @@ export const agentTools = (input: AgentToolsInput) =>
       maxDepth: agents.maxDepth
     }).pipe(Effect.provide(services))
     const tools: ReadonlyArray<AnyTool> = [...builtinTools, spark, task]
-    return { tools, system }
+    // Children a crashed process left behind: their budget shares settled and their sessions ended, once,
+    // before this session's first turn.
+    const abandoned = yield* settleAbandonedChildren({ principal, parentSessionId: sessionId }).pipe(Effect.provide(services), asCli)
+    return { tools, system, abandoned }
   })

@@ -48,6 +48,17 @@ describe("terminal approval channel", () => {
     expect((await answerWith("d")).reply.answer).toEqual({ _tag: "Deny", reason: "denied at the terminal" })
   })
 
+  it("offers only Allow Once and Deny for an action no standing grant may cover", async () => {
+    const t = io()
+    const channel = makeTerminalApprovalChannel(t, { requireTerminal: false, approver: "alice" })
+    const pending = Effect.runPromise(channel.ask({ ...prompt, kind: "subagent_spawn", offered: ["once"] }))
+    await new Promise((r) => setTimeout(r, 50))
+    t.input.write("o")
+    expect((await pending).answer._tag).toBe("AllowOnce")
+    expect(t.shown()).toContain("Allow Once")
+    for (const label of ["Allow Session", "Allow Workspace", "Allow Always"]) expect(t.shown()).not.toContain(label)
+  })
+
   it("treats Ctrl-C and Escape at the prompt as a Deny, never an allow", async () => {
     expect((await answerWith("\u0003")).reply.answer).toEqual({ _tag: "Deny", reason: "cancelled at the approval prompt" })
     expect((await answerWith("\u001b")).reply.answer._tag).toBe("Deny")

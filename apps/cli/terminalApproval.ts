@@ -30,6 +30,20 @@ const RISK_COLOUR: Record<ApprovalPrompt["risk"], string> = { low: "32", medium:
 
 const isTerminal = (s: NodeJS.ReadableStream | NodeJS.WritableStream): boolean => (s as { isTTY?: boolean }).isTTY === true
 
+const ALL_OPTIONS: ReadonlyArray<{ readonly value: Key; readonly scope: string | null; readonly label: string; readonly hint?: string }> = [
+  { value: "o", scope: "once", label: "Allow Once" },
+  { value: "s", scope: "session", label: "Allow Session", hint: "this action for the rest of the session" },
+  { value: "w", scope: "workspace", label: "Allow Workspace", hint: "this action in this workspace, every session" },
+  { value: "a", scope: "always", label: "Allow Always", hint: "a signed 1 h capability token" },
+  { value: "d", scope: null, label: "Deny" }
+]
+
+/** The keys this action may be answered with: the offered scopes (all four when the prompt does not say) and Deny. */
+const optionsFor = (prompt: ApprovalPrompt): Array<{ value: Key; label: string; hint?: string }> =>
+  ALL_OPTIONS.filter((o) => o.scope === null || prompt.offered === undefined || (prompt.offered as ReadonlyArray<string>).includes(o.scope)).map((o) =>
+    o.hint === undefined ? { value: o.value, label: o.label } : { value: o.value, label: o.label, hint: o.hint }
+  )
+
 /** Reads and discards what is already waiting on a terminal's input (typed ahead), for a short moment. */
 const drainTypeAhead = (input: NodeJS.ReadableStream): Promise<void> =>
   new Promise((resolve) => {
@@ -83,13 +97,7 @@ export const makeTerminalApprovalChannel = (io: TerminalIo, options: { readonly 
           try: (signal) =>
             clack.selectKey<Key>({
               message: describePrompt(prompt, colour),
-              options: [
-                { value: "o", label: "Allow Once" },
-                { value: "s", label: "Allow Session", hint: "this action for the rest of the session" },
-                { value: "w", label: "Allow Workspace", hint: "this action in this workspace, every session" },
-                { value: "a", label: "Allow Always", hint: "a signed 1 h capability token" },
-                { value: "d", label: "Deny" }
-              ],
+              options: optionsFor(prompt),
               input: io.input as never,
               output: io.output as never,
               signal
@@ -98,6 +106,10 @@ export const makeTerminalApprovalChannel = (io: TerminalIo, options: { readonly 
         })
         if (clack.isCancel(key)) {
           return { answer: { _tag: "Deny", reason: "cancelled at the approval prompt" }, approver } satisfies ApprovalReply
+        }
+        // Only an offered answer counts; anything else (it cannot be typed, but fail closed) is a Deny.
+        if (key !== "d" && !optionsFor(prompt).some((o) => o.value === key)) {
+          return { answer: { _tag: "Deny", reason: `the answer '${key}' was not offered for this action` }, approver } satisfies ApprovalReply
         }
         if (key === "d") return { answer: { _tag: "Deny", reason: "denied at the terminal" }, approver } satisfies ApprovalReply
         return { answer: ANSWERS[key], approver } satisfies ApprovalReply

@@ -174,12 +174,15 @@ export const chat = (args: ChatArgs) =>
           ? Layer.merge(base, Layer.succeed(ApprovalChannel, makeTerminalApprovalChannel({ input: process.stdin, output: process.stdout }, { approver: principal })))
           : base
 
-      const { tools, system } = yield* agentTools({ principal, sessionId, workspaceRoot, llm, agents, security, services })
+      const { tools, system, abandoned } = yield* agentTools({ principal, sessionId, workspaceRoot, llm, agents, security, services })
 
       const out = process.stdout
       const info = args.print === undefined ? process.stdout : process.stderr
       const colour = useColour(info as NodeJS.WriteStream)
       const say = (text: string) => void (args.json ? undefined : info.write(`${text}\n`))
+      if (abandoned.length > 0) {
+        say(paint(colour, "2", `settled ${abandoned.length} sub-agent(s) left unfinished by an interrupted process (their sessions ended, unspent budget released)`))
+      }
       if (createdKey !== null) say(paint(colour, "2", `created the runtime signing key ${createdKey} in ${cfg.home}/keys (it signs Allow Always tokens and checkpoints)`))
       const decisions: Array<DecisionRecord> = []
 
