@@ -140,7 +140,8 @@ export const evaluatePolicy = (policy: SecurityPolicy, action: ClassifiedAction)
 const ALWAYS_ASK_REASON: Partial<Record<ClassifiedAction["kind"], string>> = {
   financial_transaction: "a financial transaction",
   access_control_change: "an access-control change",
-  capability_grant: "granting a capability"
+  capability_grant: "granting a capability",
+  agent_identity: "changing the agent's identity (it shapes every later session)"
 }
 
 const checkCommand = (policy: SecurityPolicy, command: string): PolicyVerdict | null => {
