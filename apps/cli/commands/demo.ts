@@ -363,7 +363,7 @@ export const run = (args: { readonly keep: boolean; readonly yes?: boolean }) =>
       yield* printLines(
         "",
         args.keep ? `Kept ${home}; look around with: ASTRID_HOME=${home} npx astrid audit list` : "The temporary home is removed (pass --keep to look around).",
-        "Next: 'astrid keys generate' in your own ASTRID_HOME, then 'astrid audit verify'."
+        "Next: 'astrid init' in your project, then 'astrid chat' (or 'astrid chat --script FILE' offline); 'astrid audit verify' any time."
       )
     })
   )
