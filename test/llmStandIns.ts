@@ -5,6 +5,7 @@
  * header is accepted. It records each request body and whether the client closed the connection
  * before the reply finished.
  */
+import { Deferred, Effect, Fiber, Stream } from "effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 
@@ -193,4 +194,29 @@ export const openAiCompletion = (options: {
   })
   events.push({ data: "[DONE]" })
   return events
+}
+
+/**
+ * Consumes `stream` until its first event, then interrupts the consumer, and waits (up to 5 s) for the
+ * stand-in to see the client close the connection: cancellation must abort the HTTP request. Returns the
+ * events seen before the interruption.
+ */
+export const interruptAfterFirstEvent = async <A, E>(stream: Stream.Stream<A, E>, server: StandIn): Promise<ReadonlyArray<A>> => {
+  const seen: Array<A> = []
+  await Effect.runPromise(
+    Effect.gen(function* () {
+      const first = yield* Deferred.make<void>()
+      const fiber = yield* stream.pipe(
+        Stream.runForEach((event) => Effect.sync(() => seen.push(event)).pipe(Effect.zipRight(Deferred.succeed(first, undefined)))),
+        Effect.fork
+      )
+      yield* Deferred.await(first)
+      yield* Fiber.interrupt(fiber)
+    })
+  )
+  await Promise.race([
+    server.clientClosed,
+    new Promise((_, reject) => setTimeout(() => reject(new Error("the stand-in never saw the connection close")), 5_000))
+  ])
+  return seen
 }

@@ -1,7 +1,7 @@
-import { Chunk, Deferred, Effect, Either, Fiber, Stream } from "effect"
+import { Chunk, Effect, Either, Stream } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import type { LlmError, LlmEvent, LlmRequest } from "../../application/ports/llmProvider.js"
-import { anthropicMessage, type StandIn, startStandIn } from "../../test/llmStandIns.js"
+import { anthropicMessage, interruptAfterFirstEvent, type StandIn, startStandIn } from "../../test/llmStandIns.js"
 import { makeAnthropicProvider } from "./anthropicProvider.js"
 
 const request: LlmRequest = {
@@ -136,25 +136,7 @@ describe("anthropicProvider", () => {
   it("aborts the request when the consuming fiber is interrupted mid-stream", async () => {
     const events = anthropicMessage({ blocks: [{ type: "text", chunks: ["first"] }], stopReason: "end_turn", inputTokens: 1, outputTokens: 1 })
     standIn = await startStandIn([{ kind: "sse", events: events.slice(0, 3), hang: true }])
-    const server = standIn
-    const seen: Array<LlmEvent> = []
-    await Effect.runPromise(
-      Effect.gen(function* () {
-        const first = yield* Deferred.make<void>()
-        const fiber = yield* provider(server.baseURL)
-          .stream(request)
-          .pipe(
-            Stream.runForEach((event) => Effect.sync(() => seen.push(event)).pipe(Effect.zipRight(Deferred.succeed(first, undefined)))),
-            Effect.fork
-          )
-        yield* Deferred.await(first)
-        yield* Fiber.interrupt(fiber)
-      })
-    )
-    await Promise.race([
-      server.clientClosed,
-      new Promise((_, reject) => setTimeout(() => reject(new Error("the stand-in never saw the connection close")), 5_000))
-    ])
+    const seen = await interruptAfterFirstEvent(provider(standIn.baseURL).stream(request), standIn)
     expect(seen).toEqual([{ _tag: "TextDelta", text: "first" }])
   })
 
