@@ -6,11 +6,12 @@
  */
 import { Command } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
-import { Cause, Clock, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Effect, Exit, Layer, Option, Schema } from "effect"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { useCliCapture } from "../../../test/cliCapture.js"
+import { shiftedClock } from "../../../test/securityHarness.js"
 import { type EventDraft, EventLog, EventLogLive } from "../../../application/eventLog.js"
 import { Crypto } from "../../../application/ports/crypto.js"
 import { EventStore } from "../../../application/ports/eventStore.js"
@@ -32,17 +33,7 @@ const DAY = 86_400_000
 const decodeEvent = Schema.decodeUnknownSync(AstridEvent)
 
 /** A clock `offsetMs` away from the real one, for events recorded "40 days ago". */
-const shifted = (offsetMs: number): Clock.Clock => {
-  const real = Clock.make()
-  return {
-    [Clock.ClockTypeId]: Clock.ClockTypeId,
-    unsafeCurrentTimeMillis: () => real.unsafeCurrentTimeMillis() + offsetMs,
-    unsafeCurrentTimeNanos: () => real.unsafeCurrentTimeNanos() + BigInt(offsetMs) * 1_000_000n,
-    currentTimeMillis: Effect.sync(() => real.unsafeCurrentTimeMillis() + offsetMs),
-    currentTimeNanos: Effect.sync(() => real.unsafeCurrentTimeNanos() + BigInt(offsetMs) * 1_000_000n),
-    sleep: (duration) => real.sleep(duration)
-  }
-}
+const shifted = shiftedClock
 
 /** Appends events to session streams of `home`'s store through the real EventLog, at a shifted clock. */
 const append = (home: string, sessionId: string, principal: string, events: ReadonlyArray<Record<string, unknown>>, offsetMs = 0) =>
