@@ -344,6 +344,32 @@ describe("runTurn", () => {
     })
   })
 
+  it("a long session is sent only the exchanges that fit its context window, and the log says so once", async () => {
+    const h = await makeHarness()
+    const big = "lorem ipsum ".repeat(300)
+    const turns: Array<ScriptTurn> = []
+    for (let i = 0; i < 6; i++) turns.push({ content: [{ type: "text", text: `answer ${i} ${big}` }] })
+    const provider = scripted(turns)
+    const layer = await services(h, provider)
+    const memory = makeSessionMemory("s1")
+    for (let i = 0; i < 6; i++) {
+      await h.run(Effect.provide(runTurn(turn(h, `question ${i} ${big}`, { memory, tools: [], system: "be brief", maxTokens: 100, contextTokens: 5_000 })), layer))
+    }
+    const last = provider.requests.at(-1)
+    expect(last?.messages[0]).toMatchObject({ role: "user" })
+    expect(last?.messages.at(-1)).toMatchObject({ role: "user", content: expect.stringMatching(/^question 5 /) })
+    expect(last?.messages.length).toBeLessThan(11)
+    expect(last?.system).toMatch(/^be brief\n\n\(The first \d+ messages of this conversation are not shown/)
+    // The first request had room for everything and no note.
+    expect(provider.requests[0]?.system).toBe("be brief")
+    const notes = (await h.events(STREAM)).filter((e) => e._tag === "MessageRecorded" && e.role === "system")
+    expect(notes.length).toBeGreaterThan(0)
+    expect(notes.every((n) => n._tag === "MessageRecorded" && /do not fit its context window \(context_tokens 5000\)/.test(n.content))).toBe(true)
+    // The log keeps every message: the whole conversation rebuilds.
+    const full = await h.run(Effect.provide(loadConversation("s1"), layer))
+    expect(full).toHaveLength(12)
+  })
+
   it("the observer sees the text as it streams, each tool call and its decision", async () => {
     const h = await makeHarness()
     writeFileSync(join(h.workspace, "src/a.txt"), "A\n")

@@ -21,6 +21,7 @@ import { EventStore } from "../ports/eventStore.js"
 import { Ids } from "../ports/ids.js"
 import { LlmProvider, type LlmMessage, type LlmRequest, type StopReason } from "../ports/llmProvider.js"
 import { decodeRecorded } from "../streamState.js"
+import { fitContext, fixedTokens } from "./contextWindow.js"
 import type { BudgetLimits, BudgetServiceApi, Reservation } from "../security/budgetService.js"
 import { runTool, type ToolResult } from "../tools/runTool.js"
 import { type AnyTool, makeRunContext, type RunContext } from "../tools/tool.js"
@@ -88,6 +89,11 @@ export interface TurnInput {
   readonly userClassification?: Classification
   /** The session that spawned this one (a sub-agent's parent), recorded in SessionStarted. */
   readonly parentSessionId?: string
+  /**
+   * The model's context window in tokens: older exchanges that do not fit are left out of the request
+   * (never out of the log), and a note says so. Without it every message is sent.
+   */
+  readonly contextTokens?: number
   readonly observer?: TurnObserver
   /** The session as this process last read it (see SessionMemory); without it the whole stream is read. */
   readonly memory?: SessionMemory
@@ -287,6 +293,8 @@ export const runTurn = (input: TurnInput) =>
       })
 
     let unpricedWarned = false
+    // How many of the oldest messages the last request left out (a note is recorded when it changes).
+    let shownFrom = 0
     // Mutable state the interruption handler reads: how far the turn got and which calls await results.
     let steps = 0
     let pending: ReadonlyArray<AssistantContent["toolCalls"][number]> = []
@@ -301,12 +309,25 @@ export const runTurn = (input: TurnInput) =>
           return { text: lastText, steps, stopReason: "max_steps" } satisfies TurnResult
         }
         steps += 1
+        const maxTokens = input.maxTokens ?? DEFAULT_MAX_TOKENS
+        const window =
+          input.contextTokens === undefined
+            ? { messages, dropped: 0 }
+            : fitContext(messages, input.contextTokens - fixedTokens({ system: input.system, tools: llmTools, maxTokens }))
+        if (window.dropped !== shownFrom) {
+          shownFrom = window.dropped
+          if (window.dropped > 0) {
+            yield* note(`the model is sent the last ${messages.length - window.dropped} of ${messages.length} messages: the earlier ones do not fit its context window (context_tokens ${input.contextTokens})`)
+          }
+        }
+        const leftOut = window.dropped === 0 ? "" : `\n\n(The first ${window.dropped} messages of this conversation are not shown: they did not fit the context window.)`
+        const system = leftOut === "" ? input.system : `${input.system ?? ""}${leftOut}`.replace(/^\n+/, "")
         const request: LlmRequest = {
           model: input.model,
-          messages: [...messages],
+          messages: [...window.messages],
           tools: llmTools,
-          maxTokens: input.maxTokens ?? DEFAULT_MAX_TOKENS,
-          ...(input.system === undefined ? {} : { system: input.system })
+          maxTokens,
+          ...(system === undefined ? {} : { system })
         }
         observer.onStep?.(steps)
         const held = yield* reserveModelCall(request)

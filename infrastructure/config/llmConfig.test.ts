@@ -18,7 +18,7 @@ describe("[llm] and [agents] settings", () => {
   it("defaults: Anthropic with its key variable, 20 steps, the default price table, 3 sub-agents", async () => {
     const r = await load(null)
     expect(Either.isRight(r) && r.right).toMatchObject({
-      llm: { provider: "anthropic", model: "claude-sonnet-4-6", apiKeyEnv: "ANTHROPIC_API_KEY", baseUrl: null, maxSteps: 20, maxTokens: 8192, prices: DEFAULT_PRICES },
+      llm: { provider: "anthropic", model: "claude-sonnet-4-6", apiKeyEnv: "ANTHROPIC_API_KEY", baseUrl: null, maxSteps: 20, maxTokens: 8192, contextTokens: 200_000, prices: DEFAULT_PRICES },
       agents: { concurrency: 3, timeoutSeconds: 300, maxDepth: 1 }
     })
   })
@@ -31,6 +31,7 @@ describe("[llm] and [agents] settings", () => {
       'base_url = "http://127.0.0.1:8000/v1"',
       'api_key_env = "VLLM_KEY"',
       "max_steps = 7",
+      "context_tokens = 32000",
       '[llm.prices."qwen2.5-coder"]',
       "input_per_million = 100000",
       "output_per_million = 200000",
@@ -38,7 +39,7 @@ describe("[llm] and [agents] settings", () => {
       "concurrency = 5"
     ].join("\n")
     const r = await load(text)
-    expect(Either.isRight(r) && r.right.llm).toMatchObject({ provider: "openai", model: "qwen2.5-coder", baseUrl: "http://127.0.0.1:8000/v1", apiKeyEnv: "VLLM_KEY", maxSteps: 7 })
+    expect(Either.isRight(r) && r.right.llm).toMatchObject({ provider: "openai", model: "qwen2.5-coder", baseUrl: "http://127.0.0.1:8000/v1", apiKeyEnv: "VLLM_KEY", maxSteps: 7, contextTokens: 32_000 })
     expect(Either.isRight(r) && r.right.llm.prices["qwen2.5-coder"]).toEqual({ inputPerMillion: 100_000, outputPerMillion: 200_000 })
     expect(Either.isRight(r) && r.right.llm.prices["gpt-4.1"]).toEqual(DEFAULT_PRICES["gpt-4.1"])
     expect(Either.isRight(r) && r.right.agents.concurrency).toBe(5)

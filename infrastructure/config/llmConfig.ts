@@ -10,6 +10,7 @@
  *   script = "turns.jsonl"        # the scripted provider's file (ASTRID_LLM_SCRIPT)
  *   max_steps = 20                # model calls per turn
  *   max_tokens = 8192             # output tokens per model call
+ *   context_tokens = 200000       # the model's context window; older exchanges beyond it are not sent
  *   system_prompt = "..."
  *
  *   [llm.prices."claude-sonnet-4-5"]   # micro-dollars per million tokens
@@ -44,6 +45,7 @@ const FileLlm = Schema.Struct({
       script: Schema.optional(Schema.NonEmptyString),
       max_steps: Schema.optional(Schema.Int.pipe(Schema.between(1, 1000))),
       max_tokens: Schema.optional(Schema.Int.pipe(Schema.between(1, 1_000_000))),
+      context_tokens: Schema.optional(Schema.Int.pipe(Schema.between(1_000, 10_000_000))),
       system_prompt: Schema.optional(Schema.String),
       prices: Schema.optional(Schema.Record({ key: Schema.String, value: Price }))
     })
@@ -68,6 +70,8 @@ export interface LlmSettings {
   readonly script: string | null
   readonly maxSteps: number
   readonly maxTokens: number
+  /** The context window the conversation is fitted into; null sends every message. */
+  readonly contextTokens: number | null
   readonly systemPrompt: string | null
   readonly prices: PriceTable
 }
@@ -82,14 +86,15 @@ interface ProviderDefaults {
   readonly model: string
   readonly baseUrl: string | null
   readonly apiKeyEnv: string | null
+  readonly contextTokens: number | null
 }
 
 const DEFAULTS: Record<ProviderKind, ProviderDefaults> = {
-  anthropic: { model: "claude-sonnet-4-6", baseUrl: null, apiKeyEnv: "ANTHROPIC_API_KEY" },
-  openai: { model: "gpt-4.1", baseUrl: null, apiKeyEnv: "OPENAI_API_KEY" },
-  zai: { model: "glm-4.6", baseUrl: "https://api.z.ai/api/paas/v4", apiKeyEnv: "ZAI_API_KEY" },
-  ollama: { model: "llama3.1", baseUrl: "http://127.0.0.1:11434/v1", apiKeyEnv: null },
-  scripted: { model: "scripted", baseUrl: null, apiKeyEnv: null }
+  anthropic: { model: "claude-sonnet-4-6", baseUrl: null, apiKeyEnv: "ANTHROPIC_API_KEY", contextTokens: 200_000 },
+  openai: { model: "gpt-4.1", baseUrl: null, apiKeyEnv: "OPENAI_API_KEY", contextTokens: 128_000 },
+  zai: { model: "glm-4.6", baseUrl: "https://api.z.ai/api/paas/v4", apiKeyEnv: "ZAI_API_KEY", contextTokens: 128_000 },
+  ollama: { model: "llama3.1", baseUrl: "http://127.0.0.1:11434/v1", apiKeyEnv: null, contextTokens: 8_192 },
+  scripted: { model: "scripted", baseUrl: null, apiKeyEnv: null, contextTokens: null }
 }
 
 const dollars = (input: number, output: number) => ({ inputPerMillion: Math.round(input * 1e6), outputPerMillion: Math.round(output * 1e6) })
@@ -141,6 +146,7 @@ export const loadLlmSettings = (
       script: pick(env, "ASTRID_LLM_SCRIPT") ?? file.llm?.script ?? null,
       maxSteps: file.llm?.max_steps ?? 20,
       maxTokens: file.llm?.max_tokens ?? 8192,
+      contextTokens: (sameProvider ? file.llm?.context_tokens : undefined) ?? defaults.contextTokens,
       systemPrompt: file.llm?.system_prompt ?? null,
       prices
     }

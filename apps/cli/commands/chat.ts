@@ -235,6 +235,7 @@ export const chat = (args: ChatArgs) =>
             model: llm.model,
             maxSteps: llm.maxSteps,
             maxTokens: llm.maxTokens,
+            ...(llm.contextTokens === null ? {} : { contextTokens: llm.contextTokens }),
             system,
             prices: llm.prices,
             context,

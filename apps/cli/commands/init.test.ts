@@ -4,7 +4,8 @@
  * both as written (all commented out: the defaults) and with every setting line uncommented.
  */
 import { Effect } from "effect"
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parse as parseToml } from "smol-toml"
 import { describe, expect, it } from "vitest"
@@ -16,6 +17,7 @@ import { loadPublicKey } from "../../../infrastructure/keys/keyFiles.js"
 import { tempHome } from "../../../test/seedStore.js"
 import { init } from "./init.js"
 import { USER_CONFIG, WORKSPACE_CONFIG, WORKSPACE_GITIGNORE } from "./initTemplates.js"
+import { loadLlmSettings } from "../../../infrastructure/config/llmConfig.js"
 
 const capture = useCliCapture(["ASTRID_HOME", "NO_COLOR"])
 const dirs = capture.homes
@@ -161,12 +163,19 @@ describe("astrid init", () => {
     const llm = parseToml(uncommented(USER_CONFIG))["llm"]
     expect(llm).toEqual({
       provider: "anthropic",
-      model: "claude-sonnet-4-5",
+      model: "claude-sonnet-4-6",
       base_url: "http://127.0.0.1:8000/v1",
       api_key_env: "ANTHROPIC_API_KEY",
       max_steps: 20,
       max_tokens: 8192,
-      prices: { "claude-sonnet-4-5": { input_per_million: 3_000_000, output_per_million: 15_000_000 } }
+      context_tokens: 200_000,
+      prices: { "claude-sonnet-4-6": { input_per_million: 3_000_000, output_per_million: 15_000_000 } }
     })
+    // And the real [llm] loader takes every key of it.
+    const dir = mkdtempSync(join(tmpdir(), "astrid-init-llm-"))
+    dirs.push(dir)
+    writeFileSync(join(dir, "config.toml"), uncommented(USER_CONFIG))
+    const loaded = await Effect.runPromise(loadLlmSettings(join(dir, "config.toml"), {}))
+    expect(loaded.llm).toMatchObject({ provider: "anthropic", model: "claude-sonnet-4-6", baseUrl: "http://127.0.0.1:8000/v1", maxSteps: 20, maxTokens: 8192, contextTokens: 200_000 })
   })
 })

@@ -127,7 +127,7 @@ export const USER_CONFIG = `## Astrid user configuration: $ASTRID_HOME/config.to
 # [llm]
 ##  Which model answers: "anthropic", "openai", "zai" (Z.ai), "ollama" or "scripted" (replays a file).
 # provider = "anthropic"
-# model = "claude-sonnet-4-5"
+# model = "claude-sonnet-4-6"
 ##  Any OpenAI-compatible server (vLLM, llama.cpp, LM Studio, Ollama). Example:
 # base_url = "http://127.0.0.1:8000/v1"
 ##  The environment variable that holds the API key (the key itself never goes in this file).
@@ -135,10 +135,14 @@ export const USER_CONFIG = `## Astrid user configuration: $ASTRID_HOME/config.to
 ##  Model calls allowed in one turn, and output tokens per call.
 # max_steps = 20
 # max_tokens = 8192
+##  The model's context window in tokens (default per provider); older exchanges that do not fit are
+##  left out of the request, never out of the log.
+# context_tokens = 200000
 
 ##  Prices in integer micro-dollars per million tokens ($3 per million = 3000000), per model name;
-##  they price the model usage recorded in each session. Common models have built-in prices.
-# [llm.prices."claude-sonnet-4-5"]
+##  they price the model usage recorded in each session and are reserved from the budget before each
+##  call. Common models have built-in prices; any other model needs one (0 for a free or local model).
+# [llm.prices."claude-sonnet-4-6"]
 # input_per_million = 3000000
 # output_per_million = 15000000
 `
