@@ -40,6 +40,7 @@ import { decodeRecorded, makeStreamStateCache } from "../streamState.js"
 import { cutOutput } from "../tools/runTool.js"
 import { type AnyTool, makeRunContext } from "../tools/tool.js"
 import { encodeDeferredOutcome } from "./conversation.js"
+import { messageOf } from "../../domain/errorMessage.js"
 
 export type AllowedDecision = Extract<Decision, { _tag: "Allowed" }>
 
@@ -103,7 +104,6 @@ export class DeferredWorker extends Context.Tag("astrid/DeferredWorker")<Deferre
 
 const MAX_CLAIM_RETRIES = 100
 
-const messageOf = (e: unknown): string => (typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" ? e.message : String(e))
 
 const occurredAtOf = (metadata: string): string => {
   try {

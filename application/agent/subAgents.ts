@@ -81,6 +81,7 @@ import { decodeRecorded, makeStreamStateCache } from "../streamState.js"
 import { workspaceStreamOf } from "../security/securityInterceptor.js"
 import { type AnyTool, decodeWith, eraseTool, type Tool, ToolError } from "../tools/tool.js"
 import { runTurn, type TurnResult } from "./agentLoop.js"
+import { messageOf } from "../../domain/errorMessage.js"
 
 export const TASK_TOOL_NAME = "task"
 export const DEFAULT_SUBAGENT_CONCURRENCY = 3
@@ -149,8 +150,6 @@ const Input = Schema.Struct({
 })
 type Input = typeof Input.Type
 
-const messageOf = (e: unknown): string =>
-  typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" ? e.message : String(e)
 
 /** The child's interceptor: judges only its own session's proposals, never resolves deferred actions. */
 export const confineInterceptor = (inner: SecurityInterceptorApi, childSessionId: string, principal: string): SecurityInterceptorApi => {

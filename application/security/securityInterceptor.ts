@@ -30,6 +30,7 @@ import { PathResolver } from "../ports/pathResolver.js"
 import { makeStreamStateCache } from "../streamState.js"
 import { type BudgetLimits, BudgetService, type Reservation } from "./budgetService.js"
 import { TokenService } from "./tokenService.js"
+import { messageOf } from "../../domain/errorMessage.js"
 
 export interface SecuritySettings {
   readonly policy: SecurityPolicy
@@ -155,8 +156,6 @@ const occurredAtOf = (metadata: string): string => {
   }
 }
 
-const messageOf = (e: { readonly message?: string } | unknown): string =>
-  typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" ? e.message : String(e)
 
 export const makeSecurityInterceptor = (settings: SecuritySettings) =>
   Effect.gen(function* () {

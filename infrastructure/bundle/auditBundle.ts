@@ -10,6 +10,7 @@ import type { RecordedEvent } from "../../domain/envelope.js"
 import { CHECKPOINT_STREAM, STREAM_PREFIX } from "../../domain/streams.js"
 import type { EventStoreApi, EventStoreError } from "../../application/ports/eventStore.js"
 import { LogVerifier, type VerifierOptions, type VerifyReport } from "../../application/audit/verifier.js"
+import { messageOf } from "../../domain/errorMessage.js"
 
 export const BUNDLE_FORMAT = "astrid-audit-bundle"
 export const BUNDLE_VERSION = 1
@@ -61,7 +62,6 @@ export interface ExportOptions {
   readonly nowMs: number
 }
 
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 /** Writes a bundle to `outPath` atomically (a temporary file renamed into place once synced). */
 export const exportBundle = (

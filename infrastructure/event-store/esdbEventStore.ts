@@ -81,6 +81,7 @@ import {
   type StoreFailureKind,
   WrongExpectedRevision
 } from "../../application/ports/eventStore.js"
+import { messageOf } from "../../domain/errorMessage.js"
 
 export interface EsdbStoreOptions {
   /**
@@ -217,7 +218,6 @@ const clientFor = (url: string): AstridEsdbClient => {
 const grpcCode = (e: unknown): number | undefined =>
   typeof e === "object" && e !== null && "code" in e && typeof e.code === "number" ? e.code : undefined
 
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 const TRANSIENT_CODES: ReadonlySet<number> = new Set([GrpcStatus.UNAVAILABLE, GrpcStatus.CANCELLED, GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.ABORTED])
 

@@ -105,7 +105,7 @@ describe("the SQLite event-store file", () => {
     expect(full?.pragma("synchronous", { simple: true })).toBe(2)
     expect(normal?.pragma("synchronous", { simple: true })).toBe(1)
     expect(full?.pragma("journal_mode", { simple: true })).toBe("wal")
-    // journal_mode = WAL is stored in the file: any other connection sees it.
+    // journal_mode = WAL is stored in the file, so every other connection sees it.
     expect(connect(join(dir, "full.db"), true).pragma("journal_mode", { simple: true })).toBe("wal")
   })
 

@@ -18,6 +18,7 @@ import {
 } from "../../application/ports/eventStore.js"
 import { ChangeSignal, pagedSubscription } from "./changeSignal.js"
 import { FORMAT_NAME, FORMAT_VERSION, SCHEMA_SQL } from "./sqliteSchema.js"
+import { messageOf } from "../../domain/errorMessage.js"
 
 export type OpenMode =
   /** Read only; the file must exist and be an Astrid store. Never modifies anything. */
@@ -51,7 +52,6 @@ const toRecorded = (r: Row): RecordedEvent => ({
 })
 
 const sqliteCode = (e: unknown): string => (typeof e === "object" && e !== null && "code" in e ? String(e.code) : "")
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 /** Maps a SQLite failure to a one-line error that says what to do. */
 export const describeSqliteFailure = (path: string, e: unknown): EventStoreError => {

@@ -14,6 +14,7 @@ import type { KeyRingApi } from "../../application/ports/keyRing.js"
 import { loadBlake3 } from "../crypto/blake3.js"
 import { generateSecretKey, publicKeyOf, sign } from "../crypto/ed25519.js"
 import { fromHex, toHex } from "../crypto/hex.js"
+import { messageOf } from "../../domain/errorMessage.js"
 
 export class KeyFileError extends Data.TaggedError("KeyFileError")<{
   readonly kind: "missing" | "exists" | "unreadable" | "malformed" | "io"
@@ -51,7 +52,6 @@ export interface GeneratedKey extends PublicKeyInfo {
   readonly replaced: string | null
 }
 
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 const readKeyFile = (home: string): Effect.Effect<KeyFile, KeyFileError> =>
   Effect.gen(function* () {

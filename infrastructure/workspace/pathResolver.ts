@@ -14,6 +14,7 @@
 import { Effect, Either, Layer } from "effect"
 import { lstatSync, readlinkSync, realpathSync } from "node:fs"
 import { PathResolutionError, PathResolver, type ResolvedPath } from "../../application/ports/pathResolver.js"
+import { messageOf } from "../../domain/errorMessage.js"
 
 // As Linux's MAXSYMLINKS: more links than this on one walk is a loop.
 const MAX_SYMLINKS = 40
@@ -21,7 +22,6 @@ const MAX_SYMLINKS = 40
 const errorCode = (e: unknown): string | undefined =>
   typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : undefined
 
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 const join = (dir: string, name: string): string => (dir === "/" ? `/${name}` : `${dir}/${name}`)
 

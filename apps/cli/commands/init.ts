@@ -16,6 +16,7 @@ import { asCli, CliError, usageError } from "../cliError.js"
 import { dim, green, printJson, printLines, red, table } from "../output.js"
 import { eventLogFor, openStore } from "../runtime.js"
 import { USER_CONFIG, WORKSPACE_CONFIG, WORKSPACE_GITIGNORE } from "./initTemplates.js"
+import { messageOf } from "../../../domain/errorMessage.js"
 
 /** created: written now; exists: kept as it was; replaced: rewritten by --force (a .bak keeps the old one); problem: needs fixing. */
 export type InitStatus = "created" | "exists" | "replaced" | "problem"
@@ -33,7 +34,6 @@ export interface InitArgs {
   readonly json: boolean
 }
 
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 const io = <A>(what: string, f: () => A): Effect.Effect<A, CliError> =>
   Effect.try({ try: f, catch: (e) => usageError(`cannot ${what}: ${messageOf(e)}; check the folder exists and is writable`) })
