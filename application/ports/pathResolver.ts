@@ -12,6 +12,11 @@ export interface ResolvedPath {
   readonly root: string
   /** `canonical` is the root or below it. */
   readonly insideWorkspace: boolean
+  /**
+   * `canonical` exists, is a regular file and has more than one hard link: the same file may also be
+   * reachable by a name outside the workspace, so its place in the tree does not prove where it belongs.
+   */
+  readonly hardLinked: boolean
 }
 
 export class PathResolutionError extends Data.TaggedError("PathResolutionError")<{

@@ -15,6 +15,7 @@ import { classify, effectiveScope, offeredScopes } from "../../domain/security/c
 import { evaluatePolicy, type SecurityPolicy } from "../../domain/security/policy.js"
 import { boundaryVerdict, type EscapePolicy, type WorkspaceMode } from "../../domain/security/workspaceBoundary.js"
 import { allowanceCovers } from "../../domain/security/allowance.js"
+import { commandLineResource, grantCoversCommand } from "../../domain/security/commandGrant.js"
 import { escapeCommandPattern, escapeGlob, globMatch } from "../../domain/security/glob.js"
 import { approvalsStream, sessionStream, workspaceStream } from "../../domain/streams.js"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
@@ -26,7 +27,7 @@ import { ApprovalChannel, type ApprovalReply } from "../ports/approvalChannel.js
 import { Crypto } from "../ports/crypto.js"
 import { EventStore } from "../ports/eventStore.js"
 import { Ids } from "../ports/ids.js"
-import { PathResolver } from "../ports/pathResolver.js"
+import { PathResolver, type ResolvedPath } from "../ports/pathResolver.js"
 import { makeStreamStateCache } from "../streamState.js"
 import { type BudgetLimits, BudgetService, type Reservation } from "./budgetService.js"
 import { TokenService } from "./tokenService.js"
@@ -190,7 +191,7 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         const requestedPath = "path" in p.request ? p.request.path : undefined
         const resolution = requestedPath === undefined ? undefined : yield* Effect.either(paths.resolve(p.workspaceRoot, requestedPath))
         const resolved = resolution?._tag === "Right" ? resolution.right : undefined
-        const action = classify(p.request, { workspaceRoot: root.canonical, ...(resolved === undefined ? {} : { canonicalPath: resolved.canonical }) })
+        const action = classify(p.request, { workspaceRoot: root.canonical, ...placed(resolved) })
         const session = sessionStream(p.sessionId)
         const workspace = workspaceStreamOf(crypto.blake3Hex, root.canonical)
         const meta = { principal: p.principal, sessionId: p.sessionId, correlationId: actionId }
@@ -237,13 +238,15 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         // (a token's resource cannot say which spawn or identity change was approved).
         const token = action.alwaysAsk || action.onceOnly
           ? Option.none()
-          : yield* tokens.findCovering({ principal: p.principal, resource: action.resource, permission: action.permission, nowMs: now }).pipe(Effect.mapError(fail("could not check capability tokens")))
+          : yield* tokens
+              .findCovering({ principal: p.principal, resource: action.resource, permission: action.permission, nowMs: now, ...commandOf(action) })
+              .pipe(Effect.mapError(fail("could not check capability tokens")))
 
         // 3. Budget: reserved in the same append as the proposal. When the decision is already known (a
         // reusable token, or a policy that lets the action pass) it goes into that same append too, so the
         // fast paths cost one durable write.
         const reusable = Option.isSome(token) && !token.value.token.singleUse ? token.value : undefined
-        const preApproved = settings.preApproved.find((pattern) => globMatch(pattern, action.resource))
+        const preApproved = settings.preApproved.find((pattern) => grantMatches(pattern, action, globMatch))
         const passes = !action.alwaysAsk && verdict._tag === "NoObjection" && (boundary === "pass" || preApproved !== undefined)
         const passRule = preApproved !== undefined && boundary !== "pass" ? `pre_approved: ${preApproved}` : `workspace.${settings.workspaceMode}`
         const decidedNow: Extract<AstridEvent, { _tag: "ActionAllowed" }>["proof"] | undefined =
@@ -424,7 +427,8 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
           yield* tokens
             .mint({
               principal: s.principal,
-              resource: s.action.resource,
+              // A command grant is for the line the person saw, not for its first program (I9).
+              resource: s.action.request._tag === "command_exec" ? commandLineResource(s.action.request.command) : s.action.resource,
               permissions: [s.action.permission],
               ttlMs: settings.allowAlwaysTtlMs,
               singleUse: false,
@@ -515,7 +519,7 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         const root = yield* paths.resolve(entry.workspace, ".").pipe(Effect.mapError(fail("could not resolve the workspace root")))
         const requestedPath = "path" in request.right ? request.right.path : undefined
         const resolved = requestedPath === undefined ? undefined : yield* paths.resolve(entry.workspace, requestedPath).pipe(Effect.mapError(fail("could not resolve the path")))
-        const action = classify(request.right, { workspaceRoot: root.canonical, ...(resolved === undefined ? {} : { canonicalPath: resolved.canonical }) })
+        const action = classify(request.right, { workspaceRoot: root.canonical, ...placed(resolved) })
         const verdict = evaluatePolicy(settings.policy, action)
         if (verdict._tag === "Blocked") return yield* denied("policy", verdict.reason, verdict.remedy)
         if (boundaryVerdict(settings.workspaceMode, settings.escapePolicy, action) === "deny") {
@@ -555,6 +559,18 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
  */
 export const allowancePatternOf = (action: ClassifiedAction): string =>
   action.request._tag === "command_exec" ? escapeCommandPattern(action.request.command) : escapeGlob(action.resource)
+
+/** What the file system said of a request's path, as classification takes it. */
+const placed = (resolved: ResolvedPath | undefined): { readonly canonicalPath?: string; readonly hardLinked?: boolean } =>
+  resolved === undefined ? {} : { canonicalPath: resolved.canonical, ...(resolved.hardLinked ? { hardLinked: true } : {}) }
+
+/** The command line of a command action, as a token query wants it. */
+const commandOf = (action: ClassifiedAction): { readonly command?: string } =>
+  action.request._tag === "command_exec" ? { command: action.request.command } : {}
+
+/** Does a pre-approval pattern cover the action: for a command line, every program in it (I9)? */
+const grantMatches = (pattern: string, action: ClassifiedAction, match: (pattern: string, uri: string) => boolean): boolean =>
+  action.request._tag === "command_exec" ? grantCoversCommand(pattern, action.request.command, match) : match(pattern, action.resource)
 
 /** The stream of a workspace's budget and allowances, named by a hash of its canonical root. */
 export const workspaceStreamOf = (blake3Hex: (text: string) => string, canonicalRoot: string): string =>

@@ -68,6 +68,8 @@ export interface CoveringQuery {
   readonly resource: string
   readonly permission: Permission
   readonly nowMs: number
+  /** The command line, when the action runs one: a token must cover every program in it (I9). */
+  readonly command?: string
 }
 
 /** A token that covers a query, with its content hash (the `tokenHash` of a TokenCovered proof). */
@@ -348,10 +350,16 @@ export const makeTokenService = (config: TokenServiceConfig = {}) =>
               g.token.principal === query.principal &&
               !HashMap.has(state.revoked, g.token.tokenId) &&
               !(g.token.singleUse && HashMap.has(state.used, g.token.tokenId)) &&
-              tokenCovers(g.token, query.resource, query.permission)
+              tokenCovers(g.token, query.resource, query.permission, query.command)
           )
           .sort((a, b) => Number(a.token.singleUse) - Number(b.token.singleUse) || a.revision - b.revision)
-        const ctx = { ...standingContext(state, query.nowMs), principal: query.principal, resource: query.resource, permission: query.permission }
+        const ctx = {
+          ...standingContext(state, query.nowMs),
+          principal: query.principal,
+          resource: query.resource,
+          permission: query.permission,
+          ...(query.command === undefined ? {} : { command: query.command })
+        }
         for (const candidate of candidates) {
           if (checkToken(candidate.token, ctx)._tag === "Valid") return Option.some({ token: candidate.token, hash: hashOf(candidate.token) })
         }

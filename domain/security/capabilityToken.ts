@@ -23,6 +23,7 @@ import { Data, Either } from "effect"
 import { canonicalize } from "../canonicalJson.js"
 import { CapabilityToken } from "../events/tokenEvents.js"
 import type { Permission } from "./action.js"
+import { grantCoversCommand } from "./commandGrant.js"
 
 export { CapabilityToken }
 
@@ -180,16 +181,21 @@ const uriGlobMatches = (pattern: string, uri: string): boolean => {
   return reach[n] === 1
 }
 
-/** Does the token's pattern and permission set cover `permission` on `resource`? */
+const coveredUri = (pattern: string, uri: string): boolean => uriProblem(uri) === undefined && uriGlobMatches(pattern, uri)
+
+/**
+ * Does the token's pattern and permission set cover `permission` on `resource`? For a command line
+ * (`command` given), the token must cover the whole line, every program it runs (commandGrant.ts, I9).
+ */
 export const tokenCovers = (
   token: Pick<CapabilityToken, "resource" | "permissions">,
   resource: string,
-  permission: Permission
+  permission: Permission,
+  command?: string
 ): boolean =>
   token.permissions.includes(permission) &&
   resourcePatternProblem(token.resource) === undefined &&
-  uriProblem(resource) === undefined &&
-  uriGlobMatches(token.resource, resource)
+  (command === undefined ? coveredUri(token.resource, resource) : grantCoversCommand(token.resource, command, coveredUri))
 
 export type TokenInvalidReason =
   | "expired"
@@ -233,6 +239,8 @@ export interface TokenCheckContext extends TokenStandingContext {
   readonly principal: string
   readonly resource: string
   readonly permission: Permission
+  /** The command line, when the action runs one: the token must cover all of it. */
+  readonly command?: string
 }
 
 const VALID: TokenCheck = { _tag: "Valid" }
@@ -307,7 +315,7 @@ export const checkToken = (token: CapabilityToken, ctx: TokenCheckContext): Toke
   }
   const current = checkCurrency(token, ctx)
   if (current._tag === "Invalid") return current
-  if (!tokenCovers(token, ctx.resource, ctx.permission)) {
+  if (!tokenCovers(token, ctx.resource, ctx.permission, ctx.command)) {
     const why = uriProblem(ctx.resource)
     return invalid(
       "not_covering",

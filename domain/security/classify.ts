@@ -52,6 +52,7 @@
  * (`..` included, so the policy refuses it) and counted as outside the workspace.
  */
 import type { ActionRequest, ClassifiedAction, Permission, Risk } from "./action.js"
+import { commandLineResource } from "./commandGrant.js"
 import { parseCommandLine, type CommandLine } from "./commandLine.js"
 
 export interface ClassifyContext {
@@ -59,6 +60,11 @@ export interface ClassifyContext {
   readonly workspaceRoot: string
   /** Canonical form of the request's path, for the kinds that have one. */
   readonly canonicalPath?: string
+  /**
+   * The path is a regular file with more than one hard link: another name of it may lie outside the
+   * workspace, so it is not counted as inside.
+   */
+  readonly hardLinked?: boolean
 }
 
 export const classify = (request: ActionRequest, ctx: ClassifyContext): ClassifiedAction => {
@@ -74,14 +80,17 @@ export const classify = (request: ActionRequest, ctx: ClassifyContext): Classifi
       const permission: Permission = request._tag === "file_read" ? "read" : request._tag === "file_write" ? "write" : "delete"
       const verb = request._tag === "file_read" ? "read" : request._tag === "file_write" ? "write" : "delete"
       const size = request._tag === "file_write" && request.bytes !== undefined ? ` (${request.bytes} bytes)` : ""
+      const later = request._tag === "file_read" ? undefined : runsLater(file.path)
       return {
         ...base,
         resource: `file://${file.path}`,
         permission,
-        risk,
-        summary: `${verb} ${show(file.path)}${size}${file.inside ? "" : " (outside the workspace)"}`,
+        risk: later === undefined ? risk : "high",
+        summary: `${verb} ${show(file.path)}${size}${file.inside ? "" : " (outside the workspace)"}${later === undefined ? "" : ` (${later}: code in it runs later, outside any check)`}`,
         insideWorkspace: file.inside,
-        path: file.path
+        path: file.path,
+        // A change to a file that runs later is asked about every time, whatever the mode or a standing grant.
+        ...(later === undefined ? {} : always)
       }
     }
     case "command_exec": {
@@ -133,14 +142,16 @@ export const classify = (request: ActionRequest, ctx: ClassifyContext): Classifi
     case "capsule_file": {
       const file = fileTarget(request.path, ctx)
       const risk: Risk = request.write ? (file.inside ? "medium" : "high") : file.inside ? "low" : "medium"
+      const later = request.write ? runsLater(file.path) : undefined
       return {
         ...base,
         resource: `capsule://${request.capsule}:file`,
         permission: request.write ? "write" : "read",
-        risk,
-        summary: `capsule ${show(request.capsule)}: ${request.write ? "write" : "read"} ${show(file.path)}${file.inside ? "" : " (outside the workspace)"}`,
+        risk: later === undefined ? risk : "high",
+        summary: `capsule ${show(request.capsule)}: ${request.write ? "write" : "read"} ${show(file.path)}${file.inside ? "" : " (outside the workspace)"}${later === undefined ? "" : ` (${later}: code in it runs later, outside any check)`}`,
         insideWorkspace: file.inside,
-        path: file.path
+        path: file.path,
+        ...(later === undefined ? {} : always)
       }
     }
     case "capsule_process": {
@@ -233,7 +244,13 @@ const excerpt = (text: string, max: number): string => {
 export type OfferedScope = "once" | "session" | "workspace" | "always"
 
 export const offeredScopes = (action: ClassifiedAction): ReadonlyArray<OfferedScope> =>
-  action.onceOnly ? ["once"] : ["once", "session", "workspace", "always"]
+  action.onceOnly ? ["once"] : lineTooLongForToken(action) ? ["once", "session", "workspace"] : ["once", "session", "workspace", "always"]
+
+// Allow Always mints a token for exactly the command line; a line whose encoded form is longer than a token's
+// resource may be gets no token at all rather than a shorter, wider one.
+const MAX_TOKEN_RESOURCE = 2048
+const lineTooLongForToken = (action: ClassifiedAction): boolean =>
+  action.request._tag === "command_exec" && commandLineResource(action.request.command).length > MAX_TOKEN_RESOURCE
 
 /**
  * The scope an approval really gets: the one answered if it was offered, otherwise once. A wider answer
@@ -255,21 +272,89 @@ const isCanonical = (p: string): boolean => p.startsWith("/") && (p === "/" || !
 const fileTarget = (requested: string, ctx: ClassifyContext): { path: string; inside: boolean } => {
   if (ctx.canonicalPath !== undefined) {
     const path = ctx.canonicalPath
-    return { path, inside: isCanonical(path) && isCanonical(stripTrailingSlash(ctx.workspaceRoot)) && isInside(ctx.workspaceRoot, path) }
+    return {
+      path,
+      inside: ctx.hardLinked !== true && isCanonical(path) && isCanonical(stripTrailingSlash(ctx.workspaceRoot)) && isInside(ctx.workspaceRoot, path)
+    }
   }
   // Not resolved by the caller: keep it as written so that `..` stays visible to the policy, and never call it inside.
   const path = requested.startsWith("/") ? requested : `${stripTrailingSlash(ctx.workspaceRoot)}/${requested}`
   return { path, inside: false }
 }
 
+/**
+ * Files whose content runs later, outside any interceptor: git hooks and config (core.hooksPath,
+ * core.fsmonitor, aliases), shell startup files, package-manager scripts and settings, CI workflows, editor
+ * tasks, direnv, ssh keys and config, user services and autostart entries. What kind it is, or undefined.
+ */
+export const runsLater = (canonicalPath: string): string | undefined => {
+  const segments = canonicalPath.split("/").filter((s) => s !== "")
+  const name = segments[segments.length - 1] ?? ""
+  const parent = segments[segments.length - 2] ?? ""
+  const has = (dir: string, sub?: string): boolean =>
+    segments.some((s, i) => s === dir && (sub === undefined ? i < segments.length - 1 : segments[i + 1] === sub && i + 1 < segments.length - 1))
+  if (has(".git", "hooks") || (parent === ".git" && name === "hooks")) return "a git hook"
+  if (parent === ".git" && (name === "config" || name === "info")) return "git configuration"
+  if (has(".git", "info")) return "git configuration"
+  if (has(".husky")) return "a git hook (husky)"
+  if (SHELL_STARTUP.has(name)) return "a shell startup file"
+  if (parent === "fish" && name === "config.fish") return "a shell startup file"
+  if (PACKAGE_FILES.has(name)) return "package scripts or settings"
+  if (has(".github", "workflows") || name === ".gitlab-ci.yml") return "a CI workflow"
+  if (parent === ".vscode" && (name === "tasks.json" || name === "settings.json" || name === "launch.json")) return "editor tasks or settings"
+  if (parent === ".ssh" && SSH_FILES.has(name)) return "ssh configuration"
+  if (has("autostart") || has("systemd", "user")) return "a service or autostart entry"
+  return undefined
+}
+
+const SHELL_STARTUP = new Set([
+  ".bashrc",
+  ".bash_profile",
+  ".bash_login",
+  ".bash_logout",
+  ".profile",
+  ".zshrc",
+  ".zshenv",
+  ".zprofile",
+  ".zlogin",
+  ".zlogout",
+  ".kshrc",
+  ".mkshrc",
+  ".cshrc",
+  ".tcshrc",
+  ".login",
+  ".xprofile",
+  ".xinitrc",
+  ".envrc",
+  ".pam_environment"
+])
+const PACKAGE_FILES = new Set([
+  "package.json",
+  ".npmrc",
+  ".yarnrc",
+  ".yarnrc.yml",
+  ".pnpmfile.cjs",
+  ".pre-commit-config.yaml",
+  ".gitmodules",
+  ".gitattributes",
+  "Makefile",
+  "makefile",
+  "GNUmakefile"
+])
+const SSH_FILES = new Set(["authorized_keys", "authorized_keys2", "config", "rc", "environment"])
+
 // Programs whose mere presence makes a command line critical: they change privileges, wipe disks or stop
 // the machine.
 const CRITICAL_PROGRAMS = new Set([
   "sudo",
+  "sudoedit",
   "su",
   "doas",
   "pkexec",
   "run0",
+  "runuser",
+  "setpriv",
+  "capsh",
   "dd",
   "shred",
   "wipefs",

@@ -51,7 +51,7 @@ describe("parseCommandLine: separators and nesting", () => {
 
   it("keeps arguments, removes quotes, strips redirections and assignments", () => {
     const [c] = commands(`A=1 B="x y" ls -l "my file" 'a b' c\\ d > out 2>&1 &>>log <in 3<&- >| f <<< "s"`)
-    expect(c).toEqual({ program: "ls", path: "ls", argv: ["-l", "my file", "a b", "c d"], wrappers: [], dynamic: false })
+    expect(c).toEqual({ program: "ls", path: "ls", argv: ["-l", "my file", "a b", "c d"], wrappers: [], dynamic: false, assigns: true, redirects: ["out", "log", "in", "f"] })
   })
 
   it("reports only assignments' substitutions when there is no program", () => {

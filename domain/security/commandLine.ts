@@ -39,6 +39,13 @@ export interface SimpleCommand {
    * expansion), or a shell reads its commands from standard input (`curl ... | sh`).
    */
   readonly dynamic: boolean
+  /**
+   * Variables are set for this program alone (`PATH=. git`, `env GIT_SSH_COMMAND=x git`): what the program
+   * does then depends on them, so a grant for the program alone does not cover it.
+   */
+  readonly assigns?: boolean
+  /** Files the command's redirections name (`> out`, `< in`, `2>> log`), quote-removed; absent when none. */
+  readonly redirects?: ReadonlyArray<string>
 }
 
 export type CommandLine =
@@ -133,6 +140,10 @@ class Parser {
   pos = 0
   private nesting: number
   private pending: Array<Heredoc> = []
+  /** Set while the words of one simple command are unwrapped: some variable is assigned for it. */
+  private assigning = false
+  /** The redirection targets of the simple command being unwrapped. */
+  private redirecting: ReadonlyArray<string> = []
 
   constructor(
     private readonly src: string,
@@ -262,6 +273,11 @@ class Parser {
   /** One simple or compound command, up to the next operator. */
   private parseCommand(): void {
     const words: Array<Word> = []
+    const redirects: Array<string> = []
+    const redirect = (): void => {
+      const target = this.readRedirection()
+      if (target !== undefined) redirects.push(target)
+    }
     // After `( ... )`, `(( ... ))`, `[[ ... ]]` or `case ... esac` only redirections may follow.
     let closed = false
     for (;;) {
@@ -270,7 +286,7 @@ class Parser {
       if (c === undefined || c === "\n" || c === ";" || c === "|" || c === ")") break
       if (c === "&") {
         if (this.peek(1) === ">") {
-          this.readRedirection()
+          redirect()
           continue
         }
         break
@@ -285,7 +301,7 @@ class Parser {
         continue
       }
       if (c === "<" || c === ">" || this.atFdRedirection()) {
-        this.readRedirection()
+        redirect()
         continue
       }
       if (c === "(") {
@@ -337,7 +353,7 @@ class Parser {
       }
       words.push(word)
     }
-    this.emit(words)
+    this.emit(words, redirects)
   }
 
   /** At `(` after a function name: consumes `( )` and returns true if that is what follows. */
@@ -357,7 +373,8 @@ class Parser {
     return next === "<" || next === ">"
   }
 
-  private readRedirection(): void {
+  /** Reads one redirection; returns the file it names (not for here-documents, `>&2` or process substitutions). */
+  private readRedirection(): string | undefined {
     if (this.peek() === "&") this.pos++
     else while (/[0-9]/.test(this.peek() ?? "")) this.pos++
     const rest = this.src.slice(this.pos, this.pos + 3)
@@ -375,14 +392,18 @@ class Parser {
     const c = this.peek()
     if ((c === "<" || c === ">") && this.peek(1) === "(") {
       this.readProcessSubstitution()
-      return
+      return undefined
     }
     if (c === undefined || WORD_BREAK.has(c)) throw new ParseFailure("a redirection ('>', '<', '>>', '<<') has no target")
     const target = this.readWord()
     if (heredoc !== null) {
       if (target.text === "") throw new ParseFailure("a here-document ('<<') has an empty delimiter")
       this.pending.push({ delimiter: target.text, expands: !target.quoted, stripTabs: heredoc === "strip" })
+      return undefined
     }
+    // `<<<` is a here-string, and `>&2` / `<&-` duplicate or close a descriptor: no file.
+    if (rest.startsWith("<<<") || (/^[<>]&/.test(rest) && /^(\d+|-)$/.test(target.text))) return undefined
+    return target.text
   }
 
   private readProcessSubstitution(): Word {
@@ -794,10 +815,14 @@ class Parser {
   }
 
   /** Records the command formed by `words`, after assignments, looking through wrappers. */
-  private emit(words: ReadonlyArray<Word>): void {
+  private emit(words: ReadonlyArray<Word>, redirects: ReadonlyArray<string>): void {
     let i = 0
     while (i < words.length && isAssignment(words[i])) i++
+    this.assigning = i > 0
+    this.redirecting = redirects
     this.unwrap(words.slice(i), this.baseWrappers)
+    this.assigning = false
+    this.redirecting = []
   }
 
   private push(head: Word, args: ReadonlyArray<Word>, wrappers: ReadonlyArray<string>, dynamic = false): void {
@@ -806,7 +831,9 @@ class Parser {
       path: head.text,
       argv: args.map((a) => a.text),
       wrappers,
-      dynamic: dynamic || head.dynamic
+      dynamic: dynamic || head.dynamic,
+      ...(this.assigning ? { assigns: true } : {}),
+      ...(this.redirecting.length > 0 ? { redirects: this.redirecting } : {})
     })
   }
 
@@ -840,7 +867,11 @@ class Parser {
           return
         }
         if (spec.operandsBeforeProgram !== undefined) i += spec.operandsBeforeProgram
-        if (spec.assignments === true) while (i < args.length && isAssignment(args[i])) i++
+        if (spec.assignments === true) {
+          const before = i
+          while (i < args.length && isAssignment(args[i])) i++
+          if (i > before) this.assigning = true
+        }
         if (i >= args.length) {
           if (!spec.reportSelf) this.push(head, args, wrappers)
           return

@@ -22,11 +22,15 @@
  *   allowed_hosts     same forms; empty means no allow-list.
  *   max_argument_bytes  the size of the proposal (its JSON, UTF-8), e.g. a huge MCP argument or command.
  *   always_ask_tools  globs on MCP `server:tool` names that always need a human, whatever tokens say.
+ *
+ * Not a setting: the runtime's own state ($ASTRID_HOME and every `.astrid` folder) is blocked for every file
+ * action and every command whose words reach it (protectedState.ts, I10), before anything else is looked at.
  */
 import type { ActionRequest, ClassifiedAction } from "./action.js"
 import { show } from "./classify.js"
 import { parseCommandLine, programName, type SimpleCommand } from "./commandLine.js"
 import { globMatch, hostPatternMatches } from "./glob.js"
+import { commandTouchesProtected, enablesDotGlob, protectedPath, type ProtectedHit, type ProtectedState } from "./protectedState.js"
 
 export interface SecurityPolicy {
   readonly blockedCommands: ReadonlyArray<string>
@@ -36,6 +40,12 @@ export interface SecurityPolicy {
   readonly allowedHosts: ReadonlyArray<string>
   readonly maxArgumentBytes: number
   readonly alwaysAskTools: ReadonlyArray<string>
+  /**
+   * The runtime's own state, off limits to agent tools in every mode (I10; protectedState.ts). Set by the
+   * runtime from where it keeps its state ($ASTRID_HOME), never read from a config file; every `.astrid`
+   * folder is protected even when this is empty.
+   */
+  readonly protectedState: ProtectedState
 }
 
 export const DEFAULT_MAX_ARGUMENT_BYTES = 1024 * 1024
@@ -43,10 +53,14 @@ export const DEFAULT_MAX_ARGUMENT_BYTES = 1024 * 1024
 export const DEFAULT_POLICY: SecurityPolicy = {
   blockedCommands: [
     "sudo",
+    "sudoedit",
     "su",
     "doas",
     "pkexec",
     "run0",
+    "runuser",
+    "setpriv",
+    "capsh",
     "mkfs",
     "mkfs.*",
     "dd",
@@ -68,7 +82,8 @@ export const DEFAULT_POLICY: SecurityPolicy = {
   deniedHosts: [],
   allowedHosts: [],
   maxArgumentBytes: DEFAULT_MAX_ARGUMENT_BYTES,
-  alwaysAskTools: []
+  alwaysAskTools: [],
+  protectedState: { roots: [] }
 }
 
 export type PolicyVerdict =
@@ -82,7 +97,9 @@ const WHERE = "in $ASTRID_HOME/config.toml (a workspace's .astrid/config.toml ca
 const blocked = (rule: string, reason: string, remedy: string): PolicyVerdict => ({ _tag: "Blocked", rule, reason, remedy })
 
 export const evaluatePolicy = (policy: SecurityPolicy, action: ClassifiedAction): PolicyVerdict => {
-  const size = argumentBytes(action.request)
+  const measured = argumentBytes(action.request)
+  // A write's content travels beside the request (only its size is recorded): it counts all the same.
+  const size = measured === null ? null : measured + (action.request._tag === "file_write" ? (action.request.bytes ?? 0) : 0)
   // A limit that is not a number (NaN) must not switch the check off: it counts as 0.
   const limit = policy.maxArgumentBytes >= 0 ? policy.maxArgumentBytes : 0
   if (size === null) {
@@ -98,9 +115,13 @@ export const evaluatePolicy = (policy: SecurityPolicy, action: ClassifiedAction)
 
   const request = action.request
   switch (request._tag) {
-    case "command_exec":
+    case "command_exec": {
+      const verdict = checkCommand(policy, request.command, request.cwd)
+      if (verdict !== null) return verdict
+      break
+    }
     case "capsule_process": {
-      const verdict = checkCommand(policy, request.command)
+      const verdict = checkCommand(policy, request.command, undefined)
       if (verdict !== null) return verdict
       break
     }
@@ -144,7 +165,19 @@ const ALWAYS_ASK_REASON: Partial<Record<ClassifiedAction["kind"], string>> = {
   agent_identity: "changing the agent's identity (it shapes every later session)"
 }
 
-const checkCommand = (policy: SecurityPolicy, command: string): PolicyVerdict | null => {
+const PROTECTED_REMEDY =
+  "the runtime's own state is changed only with astrid commands (astrid config, astrid keys, astrid tokens) or by a person outside the agent; no setting, grant or approval lets an agent tool reach it"
+
+const protectedBlock = (subject: string, hit: ProtectedHit): PolicyVerdict =>
+  blocked(
+    `protected_state: ${hit.setting}`,
+    hit.setting === "ASTRID_HOME"
+      ? `${subject} reaches ${show(hit.path)}, inside ASTRID_HOME (${show(hit.root)}), where the runtime keeps its keys, config and event log`
+      : `${subject} reaches ${show(hit.path)}, in a .astrid folder, where a workspace keeps the settings that restrict it`,
+    PROTECTED_REMEDY
+  )
+
+const checkCommand = (policy: SecurityPolicy, command: string, cwd: string | undefined): PolicyVerdict | null => {
   const parsed = parseCommandLine(command)
   if (parsed._tag === "Unparseable") {
     return blocked(
@@ -154,7 +187,10 @@ const checkCommand = (policy: SecurityPolicy, command: string): PolicyVerdict | 
     )
   }
   const entries = policy.blockedCommands.map(compileEntry)
+  const dotGlob = enablesDotGlob(command)
   for (const cmd of parsed.commands) {
+    const hit = commandTouchesProtected(policy.protectedState, cmd, cwd, dotGlob)
+    if (hit !== undefined) return protectedBlock(`the command ${show(command)}`, hit)
     if (cmd.dynamic && entries.length > 0) {
       return blocked(
         "blocked_commands: unverifiable program",
@@ -257,6 +293,8 @@ const checkPath = (policy: SecurityPolicy, action: ClassifiedAction): PolicyVerd
     const why = path.split("/").includes("..") ? "it contains a '..' segment" : "it is not an absolute path without '.', '..' or empty segments"
     return blocked("canonical_path", `the path ${show(path)} is refused because ${why}`, "request the path as an absolute path without '..' segments")
   }
+  const hit = protectedPath(policy.protectedState, path)
+  if (hit !== undefined) return protectedBlock(show(action.summary), hit)
   const denied = policy.deniedPaths.find((p) => globMatch(p, path))
   if (denied !== undefined) {
     return blocked(

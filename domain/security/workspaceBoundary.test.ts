@@ -163,7 +163,8 @@ describe("tighten", () => {
     deniedHosts: hosts,
     allowedHosts: hosts,
     maxArgumentBytes: fc.integer({ min: 0, max: 400 }),
-    alwaysAskTools: fc.array(fc.constantFrom("s:*", "s:t", "x:*"), { maxLength: 2 })
+    alwaysAskTools: fc.array(fc.constantFrom("s:*", "s:t", "x:*"), { maxLength: 2 }),
+    protectedState: fc.constant({ roots: [] })
   })
   const actions = fc.oneof(
     fc.constantFrom("/home/ada/a", "/home/ada/project/b", "/home/adam/x", "/tmp/z", "/home/bob/x", "/etc/passwd").map((p) => file({ _tag: "file_write", path: p }, p)),

@@ -134,7 +134,10 @@ export const tightenPolicy = (user: SecurityPolicy, workspace: Partial<SecurityP
     deniedHosts: union(union(user.deniedHosts, workspace.deniedHosts), hosts.nothing ? ["*"] : []),
     allowedHosts: hosts.allowed,
     maxArgumentBytes,
-    alwaysAskTools: union(user.alwaysAskTools, workspace.alwaysAskTools)
+    alwaysAskTools: union(user.alwaysAskTools, workspace.alwaysAskTools),
+    // Protected state comes from the runtime, never from a workspace: a workspace can add nothing to it and
+    // take nothing from it.
+    protectedState: user.protectedState
   }
 }
 

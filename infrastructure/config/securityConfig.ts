@@ -22,9 +22,12 @@
  *   clock_skew_secs = 30
  */
 import { Effect, Schema } from "effect"
-import { join } from "node:path"
+import { realpathSync } from "node:fs"
+import { homedir } from "node:os"
+import { join, resolve } from "node:path"
 import type { SecuritySettings } from "../../application/security/securityInterceptor.js"
 import { DEFAULT_POLICY, type SecurityPolicy } from "../../domain/security/policy.js"
+import type { ProtectedState } from "../../domain/security/protectedState.js"
 import { tighten, type WorkspaceSecuritySettings } from "../../domain/security/workspaceBoundary.js"
 import { type ConfigError, readTomlFile } from "./astridConfig.js"
 
@@ -77,7 +80,8 @@ const policyOf = (p: Section["policy"], base: SecurityPolicy): SecurityPolicy =>
   deniedHosts: p?.denied_hosts ?? base.deniedHosts,
   allowedHosts: p?.allowed_hosts ?? base.allowedHosts,
   maxArgumentBytes: p?.max_argument_bytes ?? base.maxArgumentBytes,
-  alwaysAskTools: p?.always_ask_tools ?? base.alwaysAskTools
+  alwaysAskTools: p?.always_ask_tools ?? base.alwaysAskTools,
+  protectedState: base.protectedState
 })
 
 const partialPolicy = (p: Section["policy"]): Partial<SecurityPolicy> => ({
@@ -89,6 +93,21 @@ const partialPolicy = (p: Section["policy"]): Partial<SecurityPolicy> => ({
   ...(p?.max_argument_bytes === undefined ? {} : { maxArgumentBytes: p.max_argument_bytes }),
   ...(p?.always_ask_tools === undefined ? {} : { alwaysAskTools: p.always_ask_tools })
 })
+
+/**
+ * The runtime's own state as the policy protects it: $ASTRID_HOME as written and as resolved (a link to it
+ * must not be a way in), and the user's home for reading `~` in commands.
+ */
+export const protectedStateOf = (home: string): ProtectedState => {
+  const written = resolve(home)
+  let real = written
+  try {
+    real = realpathSync.native(written)
+  } catch {
+    // Not created yet: what it will be is what is written.
+  }
+  return { roots: [...new Set([written, real])], home: homedir() }
+}
 
 const minOf = (a: number, b: number | undefined): number => (b === undefined ? a : Math.min(a, b))
 
@@ -107,7 +126,11 @@ export const loadSecuritySettings = (home: string, workspaceRoot: string | null)
   Effect.gen(function* () {
     const user = (yield* readTomlFile(join(home, "config.toml"), File)).security ?? {}
     const ws: Section = workspaceRoot === null ? {} : ((yield* readTomlFile(join(workspaceRoot, ".astrid", "config.toml"), File)).security ?? {})
-    const base = { mode: user.workspace_mode ?? "guided", escapePolicy: user.escape_policy ?? "ask", policy: policyOf(user.policy, DEFAULT_POLICY) } as const
+    const base = {
+      mode: user.workspace_mode ?? "guided",
+      escapePolicy: user.escape_policy ?? "ask",
+      policy: policyOf(user.policy, { ...DEFAULT_POLICY, protectedState: protectedStateOf(home) })
+    } as const
     const wsOverrides: WorkspaceSecuritySettings = {
       ...(ws.workspace_mode === undefined ? {} : { mode: ws.workspace_mode }),
       ...(ws.escape_policy === undefined ? {} : { escapePolicy: ws.escape_policy }),
