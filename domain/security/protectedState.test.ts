@@ -1,0 +1,71 @@
+import * as fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import { parseCommandLine, type SimpleCommand } from "./commandLine.js"
+import { commandTouchesProtected, protectedPath, type ProtectedState } from "./protectedState.js"
+
+const STATE: ProtectedState = { roots: ["/srv/astrid-home"], home: "/home/ada" }
+const commandsOf = (line: string): ReadonlyArray<SimpleCommand> => {
+  const parsed = parseCommandLine(line)
+  if (parsed._tag !== "Parsed") throw new Error(`does not parse: ${line}`)
+  return parsed.commands
+}
+const touches = (line: string, cwd = "/home/ada/project"): boolean => commandsOf(line).some((c) => commandTouchesProtected(STATE, c, cwd, /dotglob/.test(line)) !== undefined)
+
+describe("protectedPath (file actions, on canonical paths)", () => {
+  it.each([
+    ["/srv/astrid-home", "ASTRID_HOME"],
+    ["/srv/astrid-home/keys/runtime.key", "ASTRID_HOME"],
+    ["/home/ada/project/.astrid/config.toml", ".astrid"],
+    ["/home/ada/.astrid", ".astrid"]
+  ])("%s is protected by %s", (path, setting) => {
+    expect(protectedPath(STATE, path)?.setting).toBe(setting)
+  })
+
+  it.each(["/srv/astrid-home2/x", "/srv", "/home/ada/project/.astrid-notes", "/home/ada/project/src/astrid.ts"])("%s is not", (path) => {
+    expect(protectedPath(STATE, path)).toBeUndefined()
+  })
+})
+
+describe("commandTouchesProtected (command words)", () => {
+  it.each([
+    "cat /srv/astrid-home/keys/runtime.key",
+    "cat /srv/./astrid-home/config.toml",
+    "cat /srv/x/../astrid-home/config.toml",
+    "cat ../../../srv/astrid-home/astrid.db",
+    "sqlite3 /srv/astrid-home/astrid.db .dump",
+    "cp x /srv/astrid-home/config.toml",
+    "echo x > /srv/astrid-home/config.toml",
+    "tee -a /srv/astrid-home/config.toml",
+    "cat /srv/astrid-*/keys/*",
+    "cat /srv/*/keys/runtime.key",
+    "tar cf - /srv",
+    "grep -rn key /srv",
+    "rsync -a / /backup",
+    "vim .astrid/config.toml",
+    "git --git-dir=.astrid/x log"
+  ])("%s reaches it", (line) => {
+    expect(touches(line)).toBe(true)
+  })
+
+  it.each(["ls /srv", "cat /srv/other/file", "grep key /srv/notes.txt", "cat *.ts", "ls -la", "cat src/astrid.ts", "echo .astridx"])("%s does not", (line) => {
+    expect(touches(line)).toBe(false)
+  })
+
+  it("a command run from inside the protected root is caught whatever its words", () => {
+    expect(touches("cat keys/runtime.key", "/srv/astrid-home")).toBe(true)
+    expect(touches("ls", "/home/ada/project/.astrid")).toBe(true)
+  })
+
+  it("property: any file below a protected root, named by an absolute or a dotted path, is caught", () => {
+    const segment = fc.stringMatching(/^[a-zA-Z0-9_-]{1,8}$/)
+    fc.assert(
+      fc.property(fc.array(segment, { minLength: 1, maxLength: 4 }), fc.constantFrom("cat", "head -n1", "cp", "rm", "less"), (rest, program) => {
+        const path = `/srv/astrid-home/${rest.join("/")}`
+        expect(touches(`${program} ${path}`)).toBe(true)
+        expect(touches(`${program} /srv/x/../astrid-home/${rest.join("/")}`)).toBe(true)
+        expect(protectedPath(STATE, path)).toBeDefined()
+      }),
+      { numRuns: 200 }
+    )
+  })
+})
