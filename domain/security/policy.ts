@@ -30,6 +30,7 @@ import type { ActionRequest, ClassifiedAction } from "./action.js"
 import { show } from "./classify.js"
 import { parseCommandLine, programName, type SimpleCommand } from "./commandLine.js"
 import { globMatch, hostPatternMatches } from "./glob.js"
+import { networkTargetsOf } from "./commandHosts.js"
 import { commandTouchesProtected, enablesDotGlob, protectedPath, type ProtectedHit, type ProtectedState } from "./protectedState.js"
 
 export interface SecurityPolicy {
@@ -210,7 +211,7 @@ const checkCommand = (policy: SecurityPolicy, command: string, cwd: string | und
       }
     }
   }
-  return null
+  return checkCommandHosts(policy, command, parsed.commands)
 }
 
 interface BlockedEntry {
@@ -318,18 +319,44 @@ const checkHost = (policy: SecurityPolicy, action: ClassifiedAction): PolicyVerd
   if (host === undefined) {
     return blocked("network_host", `${show(action.summary)}: the destination has no host that can be checked`, "propose an absolute URL such as https://example.com/path")
   }
+  return hostVerdict(policy, host, "")
+}
+
+/** denied_hosts, then allowed_hosts, for one host; `via` says where in a command it was found. */
+const hostVerdict = (policy: SecurityPolicy, host: string, via: string): PolicyVerdict | null => {
   const denied = policy.deniedHosts.find((p) => hostPatternMatches(p, host))
   if (denied !== undefined) {
-    return blocked(`denied_hosts: ${denied}`, `the host ${show(host)} is denied ("${denied}")`, `an administrator can change ${CONFIG} denied_hosts ${WHERE}`)
+    return blocked(`denied_hosts: ${denied}`, `the host ${show(host)}${via} is denied ("${denied}")`, `an administrator can change ${CONFIG} denied_hosts ${WHERE}`)
   }
   if (policy.allowedHosts.length > 0 && !policy.allowedHosts.some((p) => hostPatternMatches(p, host))) {
     return blocked(
       "allowed_hosts",
-      `the host ${show(host)} matches none of the allowed hosts (${policy.allowedHosts.map((p) => `"${p}"`).join(", ")})`,
+      `the host ${show(host)}${via} matches none of the allowed hosts (${policy.allowedHosts.map((p) => `"${p}"`).join(", ")})`,
       `an administrator can add it to ${CONFIG} allowed_hosts ${WHERE}`
     )
   }
   return null
+}
+
+/**
+ * Host policy for the network programs a command line runs (commandHosts.ts): a known host is checked like a
+ * network_request's; a target that cannot be known before the command runs makes the line ask a person.
+ */
+const checkCommandHosts = (policy: SecurityPolicy, command: string, commands: ReadonlyArray<SimpleCommand>): PolicyVerdict | null => {
+  let unknown: string | undefined
+  for (const cmd of commands) {
+    const targets = networkTargetsOf(cmd)
+    if (targets === null) continue
+    for (const target of targets) {
+      if (target._tag === "Unknown") {
+        unknown ??= target.reason
+        continue
+      }
+      const verdict = hostVerdict(policy, target.host, ` (from ${show(target.via)} in ${show(command)})`)
+      if (verdict !== null) return verdict
+    }
+  }
+  return unknown === undefined ? null : { _tag: "AskRequired", reason: `the command reaches the network at a target that cannot be checked before it runs: ${unknown}` }
 }
 
 /** UTF-8 size of the request as JSON, or null if it cannot be serialised (cycles, BigInt). */
