@@ -37,7 +37,7 @@
  *    (the copy was just written).
  */
 import { spawnSync } from "node:child_process"
-import { copyFileSync, existsSync, rmSync, statSync } from "node:fs"
+import { copyFileSync, existsSync, realpathSync, rmSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect, Either, Ref } from "effect"
@@ -46,7 +46,7 @@ import { loadConversation } from "../application/agent/conversation.js"
 import { EventStore } from "../application/ports/eventStore.js"
 import { SecurityInterceptor } from "../application/security/securityInterceptor.js"
 import { runTool } from "../application/tools/runTool.js"
-import { makeRunContext } from "../application/tools/tool.js"
+import { type JudgedTarget, makeRunContext } from "../application/tools/tool.js"
 import { sessionStream } from "../domain/streams.js"
 import { openSqliteEventStore } from "../infrastructure/event-store/sqliteEventStore.js"
 import { makeScriptedProvider } from "../infrastructure/llm/scriptedProvider.js"
@@ -99,6 +99,8 @@ const measureToolCalls = (fixture: TurnFixture, sync: Sync): Promise<Record<Path
         const prepared = readFileToolErased.prepare(input)
         if (Either.isLeft(prepared)) return yield* Effect.dieMessage(`read_file refused its input: ${prepared.left}`)
         const request = prepared.right.request({ workspaceRoot: fixture.workspace, cwd: yield* Ref.get(context.cwd) })
+        // What the interceptor would judge, resolved once outside the timed span (the read-only peer has no interceptor).
+        const judged: JudgedTarget = { path: realpathSync(join(fixture.workspace, READ_PATH)), insideWorkspace: true }
         const latencies: Record<PathName, Array<number>> = { run_tool: [], intercept_only: [], read_only: [] }
         for (let r = 0; r < WARMUP_ROUNDS + ROUNDS; r++) {
           const warm = r < WARMUP_ROUNDS
@@ -122,7 +124,7 @@ const measureToolCalls = (fixture: TurnFixture, sync: Sync): Promise<Record<Path
                 }
                 case "read_only": {
                   const call = readFileToolErased.prepare(input)
-                  ok = Either.isRight(call) && (yield* call.right.run(context)).length > 0
+                  ok = Either.isRight(call) && (yield* call.right.run(context, judged)).length > 0
                   break
                 }
               }

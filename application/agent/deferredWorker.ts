@@ -38,7 +38,7 @@ import type { Reservation } from "../security/budgetService.js"
 import { type Decision, SecurityInterceptor, type ToolOutcome, workspaceStreamOf } from "../security/securityInterceptor.js"
 import { decodeRecorded, makeStreamStateCache } from "../streamState.js"
 import { cutOutput } from "../tools/runTool.js"
-import { type AnyTool, makeRunContext } from "../tools/tool.js"
+import { type AnyTool, judgedTargetOf, makeRunContext } from "../tools/tool.js"
 import { encodeDeferredOutcome } from "./conversation.js"
 import { messageOf } from "../../domain/errorMessage.js"
 
@@ -325,7 +325,9 @@ export const makeDeferredWorker = (config: DeferredWorkerConfig) =>
         if (canonicalize(request) !== canonicalize(entry.request)) return yield* stop("the recorded tool call no longer names the action that was approved")
 
         const started = yield* Clock.currentTimeMillis
-        const ran = yield* Effect.exit(Effect.either(prepared.right.run(context)))
+        // The tool opens the path classified just now (and checked against the approval above), and checks
+        // that what it opened is still that file (I10).
+        const ran = yield* Effect.exit(Effect.either(prepared.right.run(context, judgedTargetOf(current))))
         const ended = yield* Clock.currentTimeMillis
         const durationMs = Math.max(0, ended - started)
         if (Exit.isFailure(ran)) {

@@ -1,5 +1,5 @@
-import { Effect } from "effect"
-import { existsSync, writeFileSync } from "node:fs"
+import { Effect, Either } from "effect"
+import { existsSync, realpathSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { answer, type Harness, makeHarness, scriptedChannel } from "../../test/securityHarness.js"
@@ -9,7 +9,8 @@ import { bashToolErased } from "../../infrastructure/tools/bash.js"
 import { readFileToolErased } from "../../infrastructure/tools/readFile.js"
 import { writeFileToolErased } from "../../infrastructure/tools/writeFile.js"
 import { cutOutput, MAX_OUTPUT_CHARS, runTool } from "./runTool.js"
-import { makeRunContext } from "./tool.js"
+import type { ActionRequest } from "../../domain/security/action.js"
+import { type AnyTool, eraseTool, type JudgedTarget, makeRunContext } from "./tool.js"
 
 /** Runs `effect` with the harness's interceptor (and its approval channel, through `h.run`). */
 const within = <A, E>(h: Harness, effect: Effect.Effect<A, E, SecurityInterceptor>): Promise<A> =>
@@ -100,5 +101,30 @@ describe("runTool through the real interceptor", () => {
     expect(result).toMatchObject({ ok: false, decision: null })
     expect(result.output).toMatch(/^invalid input for read_file/)
     expect(await h.events("astrid-session-s1")).toEqual([])
+  })
+
+  it("hands the tool what the interceptor judged: the canonical path behind a link, and no path for other kinds", async () => {
+    const h = await makeHarness({ channel: scriptedChannel(answer({ _tag: "AllowOnce" })) })
+    writeFileSync(join(h.workspace, "src/real.txt"), "x")
+    symlinkSync("real.txt", join(h.workspace, "src/alias.txt"))
+    const seen: Array<JudgedTarget> = []
+    const probe = (request: (input: string) => ActionRequest): AnyTool =>
+      eraseTool<string>({
+        name: "probe",
+        description: "records its judgment",
+        inputSchema: { type: "object" },
+        decode: (raw) => (typeof raw === "string" ? Either.right(raw) : Either.left("a string")),
+        request,
+        run: (_input, _ctx, judged) => Effect.sync(() => (seen.push(judged), "ok"))
+      })
+    await within(
+      h,
+      Effect.gen(function* () {
+        const c = yield* call(h.workspace)
+        yield* runTool(probe((path) => ({ _tag: "file_read", path })), "src/alias.txt", c)
+        yield* runTool(probe((command) => ({ _tag: "command_exec", command })), "true", c)
+      })
+    )
+    expect(seen).toEqual([{ path: realpathSync(join(h.workspace, "src/real.txt")), insideWorkspace: true }, { insideWorkspace: null }])
   })
 })

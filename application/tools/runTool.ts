@@ -5,7 +5,7 @@
  */
 import { Clock, Effect, Either, Option, Ref } from "effect"
 import { type Decision, type InterceptError, SecurityInterceptor } from "../security/securityInterceptor.js"
-import type { AnyTool, RunContext } from "./tool.js"
+import { type AnyTool, judgedTargetOf, type RunContext } from "./tool.js"
 
 /** Tool output beyond this many characters is cut, with a note saying how much was left out. */
 export const MAX_OUTPUT_CHARS = 30_000
@@ -48,10 +48,11 @@ export const runTool = (tool: AnyTool, input: unknown, call: ToolInvocation): Ef
     const guarded = yield* interceptor.guard(
       // The tool call goes with the proposal so that, if it is deferred, a worker can run it once approved.
       { principal: call.principal, sessionId: call.sessionId, workspaceRoot, request, estimatedCostMicros: 0, toolCall: { tool: tool.name, input } },
-      () =>
+      (allowed) =>
         Effect.gen(function* () {
           const started = yield* Clock.currentTimeMillis
-          const ran = yield* Effect.either(prepared.right.run(call.context))
+          // The tool acts on what was judged (I10), not on a path it would derive again from the input.
+          const ran = yield* Effect.either(prepared.right.run(call.context, judgedTargetOf(allowed.action)))
           const ended = yield* Clock.currentTimeMillis
           const ok = Either.isRight(ran)
           const cut = cutOutput(Either.isRight(ran) ? ran.right : `error: ${ran.left.message}`)

@@ -4,7 +4,7 @@
  * `runTool` puts every call through the SecurityInterceptor.
  */
 import { Data, Effect, Either, ParseResult, Ref, Schema } from "effect"
-import type { ActionRequest } from "../../domain/security/action.js"
+import type { ActionRequest, ClassifiedAction } from "../../domain/security/action.js"
 
 /** A tool could not do what it was asked; the message is shown to the model and says what to do next. */
 export class ToolError extends Data.TaggedError("ToolError")<{ readonly tool: string; readonly message: string }> {}
@@ -22,6 +22,21 @@ export interface RunContext {
   readonly cwd: Ref.Ref<string>
 }
 
+/**
+ * What the interceptor judged, handed to the tool that runs the action: a file tool opens `path` (never a
+ * path it derives again from its input) and checks that what it opened is still that file (I10).
+ */
+export interface JudgedTarget {
+  /** The canonical path the interceptor judged; absent for kinds without a path. */
+  readonly path?: string
+  /** Whether the judged path lay inside the workspace; null when it could not be placed or has no path. */
+  readonly insideWorkspace: boolean | null
+}
+
+/** The judgment of an allowed action, as its tool receives it. */
+export const judgedTargetOf = (action: ClassifiedAction): JudgedTarget =>
+  action.path === undefined ? { insideWorkspace: action.insideWorkspace } : { path: action.path, insideWorkspace: action.insideWorkspace }
+
 export interface Tool<Input> {
   readonly name: string
   readonly description: string
@@ -29,13 +44,14 @@ export interface Tool<Input> {
   readonly inputSchema: Readonly<Record<string, unknown>>
   readonly decode: (input: unknown) => Either.Either<Input, string>
   readonly request: (input: Input, ctx: RequestContext) => ActionRequest
-  readonly run: (input: Input, ctx: RunContext) => Effect.Effect<string, ToolError>
+  /** Runs the call the interceptor allowed; `judged` is what it judged (tools without a path ignore it). */
+  readonly run: (input: Input, ctx: RunContext, judged: JudgedTarget) => Effect.Effect<string, ToolError>
 }
 
 /** A decoded call, its input type hidden, ready to be judged and run. */
 export interface ToolCall {
   readonly request: (ctx: RequestContext) => ActionRequest
-  readonly run: (ctx: RunContext) => Effect.Effect<string, ToolError>
+  readonly run: (ctx: RunContext, judged: JudgedTarget) => Effect.Effect<string, ToolError>
 }
 
 /** A tool with its input type erased, so tools of different inputs fit in one registry. */
@@ -53,7 +69,7 @@ export const eraseTool = <Input>(tool: Tool<Input>): AnyTool => ({
   prepare: (input) =>
     Either.map(tool.decode(input), (decoded) => ({
       request: (ctx) => tool.request(decoded, ctx),
-      run: (ctx) => tool.run(decoded, ctx)
+      run: (ctx, judged) => tool.run(decoded, ctx, judged)
     }))
 })
 

@@ -1,9 +1,14 @@
-/** `glob`: files whose path relative to the search root matches a pattern, newest first. */
+/**
+ * `glob`: files whose path relative to the search root matches a pattern, newest first.
+ *
+ * It walks the judged folder through descriptors checked at every level (confinedFs), so a folder swapped
+ * for a link during the walk is skipped with a note, never entered.
+ */
 import { Effect, Schema } from "effect"
-import { stat } from "node:fs/promises"
 import { globMatch } from "../../domain/security/glob.js"
 import { decodeWith, eraseTool, ToolError, type Tool } from "../../application/tools/tool.js"
-import { slashRelative, toolPath, tryFs, walkFiles } from "./workspaceFiles.js"
+import { walkVerified } from "../workspace/confinedFs.js"
+import { confinementError, judgedPath, SKIPPED_DIRECTORIES, slashRelative, toolPath } from "./workspaceFiles.js"
 
 const Input = Schema.Struct({ pattern: Schema.NonEmptyString, path: Schema.optional(Schema.String) })
 type Input = typeof Input.Type
@@ -26,19 +31,21 @@ export const globTool: Tool<Input> = {
   },
   decode: decodeWith(Input),
   request: (input, ctx) => ({ _tag: "file_read", path: toolPath(ctx.workspaceRoot, input.path) }),
-  run: (input, ctx) =>
+  run: (input, _ctx, judged) =>
     Effect.gen(function* () {
-      const root = toolPath(ctx.workspaceRoot, input.path)
-      const info = yield* tryFs("glob", root, () => stat(root))
-      if (!info.isDirectory()) return yield* Effect.fail(new ToolError({ tool: "glob", message: `${root} is not a directory; give a directory as path` }))
-      const files = yield* tryFs("glob", root, () => walkFiles(root, MAX_WALKED))
-      const matched = files.filter((f) => globMatch(input.pattern, slashRelative(root, f.path)))
-      if (matched.length === 0) return `no files match ${input.pattern} under ${root}`
+      const root = yield* judgedPath("glob", judged)
+      const walk = yield* walkVerified(root, { limit: MAX_WALKED, skipNames: SKIPPED_DIRECTORIES }).pipe(
+        Effect.mapError((e) =>
+          e._tag === "WrongFileType" ? new ToolError({ tool: "glob", message: `${root} is not a directory; give a directory as path` }) : confinementError("glob")(e)
+        )
+      )
+      const notes = walk.skipped.map((s) => `[${s}]`)
+      const matched = walk.files.filter((f) => globMatch(input.pattern, slashRelative(root, f.path)))
+      if (matched.length === 0) return [`no files match ${input.pattern} under ${root}`, ...notes].join("\n")
       const sorted = [...matched].sort((a, b) => b.mtimeMs - a.mtimeMs || a.path.localeCompare(b.path))
       const shown = sorted.slice(0, MAX_GLOB_RESULTS).map((f) => f.path)
-      return sorted.length > MAX_GLOB_RESULTS
-        ? `${shown.join("\n")}\n[${sorted.length - MAX_GLOB_RESULTS} more files match; narrow the pattern]`
-        : shown.join("\n")
+      const more = sorted.length > MAX_GLOB_RESULTS ? [`[${sorted.length - MAX_GLOB_RESULTS} more files match; narrow the pattern]`] : []
+      return [...shown, ...more, ...notes].join("\n")
     })
 }
 

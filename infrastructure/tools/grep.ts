@@ -2,12 +2,18 @@
  * `grep`: lines matching a regular expression in the files below a path, optionally only files matching a
  * glob, with context lines. Output follows grep's convention: `file:line:text` for a match,
  * `file-line-text` for context, `--` between separate groups.
+ *
+ * It searches the judged path only: the folder walk checks every folder's descriptor before listing it, and
+ * every file is opened once and checked to be the file the walk listed before it is read (confinedFs). What
+ * fails a check is skipped with a note; a hard-linked file is skipped unless the search root was judged as
+ * outside the workspace.
  */
 import { Effect, Schema } from "effect"
-import { readFile, stat } from "node:fs/promises"
+import { lstat } from "node:fs/promises"
 import { globMatch } from "../../domain/security/glob.js"
 import { decodeWith, eraseTool, ToolError, type Tool } from "../../application/tools/tool.js"
-import { looksBinary, slashRelative, toolPath, tryFs, walkFiles, type WalkedFile } from "./workspaceFiles.js"
+import { openVerifiedForRead, readAll, walkVerified, type WalkedFile } from "../workspace/confinedFs.js"
+import { confinementError, hardLinksAllowed, judgedPath, looksBinary, SKIPPED_DIRECTORIES, slashRelative, toolPath } from "./workspaceFiles.js"
 
 const Input = Schema.Struct({
   pattern: Schema.NonEmptyString,
@@ -42,20 +48,28 @@ export const grepTool: Tool<Input> = {
   },
   decode: decodeWith(Input),
   request: (input, ctx) => ({ _tag: "file_read", path: toolPath(ctx.workspaceRoot, input.path) }),
-  run: (input, ctx) =>
+  run: (input, _ctx, judged) =>
     Effect.gen(function* () {
-      const root = toolPath(ctx.workspaceRoot, input.path)
+      const root = yield* judgedPath("grep", judged)
       const regex = yield* Effect.try({
         try: () => new RegExp(input.pattern, input.case_insensitive === true ? "i" : ""),
         catch: (e) => new ToolError({ tool: "grep", message: `invalid regular expression ${input.pattern}: ${e instanceof Error ? e.message : String(e)}` })
       })
-      const info = yield* tryFs("grep", root, () => stat(root))
-      const files: ReadonlyArray<WalkedFile> = info.isFile()
-        ? [{ path: root, mtimeMs: info.mtimeMs, size: info.size }]
-        : yield* tryFs("grep", root, () => walkFiles(root, MAX_WALKED))
+      // Only to choose between reading one file and walking a folder: both open what was judged and check it.
+      const seen = yield* Effect.option(Effect.tryPromise(() => lstat(root)))
+      const single = seen._tag === "Some" && !seen.value.isDirectory()
+      const notes: Array<string> = []
+      let files: ReadonlyArray<WalkedFile>
+      if (single) {
+        files = [{ path: root, mtimeMs: seen.value.mtimeMs, size: seen.value.size }]
+      } else {
+        const walk = yield* walkVerified(root, { limit: MAX_WALKED, skipNames: SKIPPED_DIRECTORIES }).pipe(Effect.mapError(confinementError("grep")))
+        files = walk.files
+        notes.push(...walk.skipped)
+      }
       const filter = input.glob
       const candidates = files
-        .filter((f) => f.size <= MAX_FILE_BYTES && (filter === undefined || info.isFile() || globMatch(filter, slashRelative(root, f.path))))
+        .filter((f) => f.size <= MAX_FILE_BYTES && (filter === undefined || single || globMatch(filter, slashRelative(root, f.path))))
         .sort((a, b) => a.path.localeCompare(b.path))
       const context = input.context ?? 0
       const max = input.max_results ?? DEFAULT_MAX_MATCHES
@@ -64,8 +78,15 @@ export const grepTool: Tool<Input> = {
       let capped = false
       for (const file of candidates) {
         if (capped) break
-        const bytes = yield* Effect.either(tryFs("grep", file.path, () => readFile(file.path)))
-        if (bytes._tag === "Left" || looksBinary(bytes.right)) continue
+        const bytes = yield* Effect.either(Effect.scoped(Effect.flatMap(openVerifiedForRead(file.path, { allowHardLinks: hardLinksAllowed(judged) }), readAll)))
+        if (bytes._tag === "Left") {
+          const e = bytes.left
+          // The searched path itself is reported as an error, as read_file would; below it, a note.
+          if (single) return yield* Effect.fail(confinementError("grep")(e))
+          if (e._tag === "TargetChanged" || e._tag === "HardLinkRefused") notes.push(`skipped ${file.path}: ${e._tag === "HardLinkRefused" ? `it has ${e.links} hard links, so it may be a file outside the workspace` : "it changed during the search (a symbolic link or rename raced it)"}; it was not searched`)
+          continue
+        }
+        if (looksBinary(bytes.right)) continue
         const lines = bytes.right.toString("utf8").split("\n")
         let lastPrinted = -1
         for (let i = 0; i < lines.length; i++) {
@@ -86,8 +107,9 @@ export const grepTool: Tool<Input> = {
           lastPrinted = Math.max(lastPrinted, to)
         }
       }
-      if (matches === 0) return `no matches for /${input.pattern}/ under ${root}`
-      return capped ? `${out.join("\n")}\n[stopped after ${max} matches; narrow the pattern or the path]` : out.join("\n")
+      const tail = notes.map((n) => `[${n}]`)
+      if (matches === 0) return [`no matches for /${input.pattern}/ under ${root}`, ...tail].join("\n")
+      return [...out, ...(capped ? [`[stopped after ${max} matches; narrow the pattern or the path]`] : []), ...tail].join("\n")
     })
 }
 

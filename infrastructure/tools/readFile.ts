@@ -1,8 +1,13 @@
-/** `read_file`: a text file's lines, numbered like `cat -n`, from `offset` for `limit` lines. */
+/**
+ * `read_file`: a text file's lines, numbered like `cat -n`, from `offset` for `limit` lines.
+ *
+ * It reads the judged path through one descriptor checked to be that file (confinedFs), so a link flipped
+ * after the judgment cannot make it read another.
+ */
 import { Effect, Schema } from "effect"
-import { readFile } from "node:fs/promises"
 import { decodeWith, eraseTool, ToolError, type Tool } from "../../application/tools/tool.js"
-import { looksBinary, toolPath, tryFs } from "./workspaceFiles.js"
+import { openVerifiedForRead, readAll } from "../workspace/confinedFs.js"
+import { confinementError, hardLinksAllowed, judgedPath, looksBinary, toolPath } from "./workspaceFiles.js"
 
 const Input = Schema.Struct({
   path: Schema.String,
@@ -28,10 +33,12 @@ export const readFileTool: Tool<Input> = {
   },
   decode: decodeWith(Input),
   request: (input, ctx) => ({ _tag: "file_read", path: toolPath(ctx.workspaceRoot, input.path) }),
-  run: (input, ctx) =>
+  run: (input, _ctx, judged) =>
     Effect.gen(function* () {
-      const path = toolPath(ctx.workspaceRoot, input.path)
-      const bytes = yield* tryFs("read_file", path, () => readFile(path))
+      const path = yield* judgedPath("read_file", judged)
+      const bytes = yield* Effect.scoped(
+        Effect.flatMap(openVerifiedForRead(path, { allowHardLinks: hardLinksAllowed(judged) }), readAll)
+      ).pipe(Effect.mapError(confinementError("read_file")))
       if (looksBinary(bytes)) return `${path} is a binary file (${bytes.length} bytes); it is not shown as text`
       const text = bytes.toString("utf8")
       if (text === "") return `${path} is empty`

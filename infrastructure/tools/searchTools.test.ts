@@ -1,10 +1,10 @@
-import { mkdirSync, utimesSync, writeFileSync } from "node:fs"
+import { linkSync, mkdirSync, renameSync, symlinkSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { globTool } from "./glob.js"
 import { grepTool } from "./grep.js"
 import { listDirectoryTool } from "./listDirectory.js"
-import { context, leftOf, rightOf, runDirect, tempDir } from "./toolTestKit.js"
+import { context, judge, leftOf, rightOf, runDirect, tempDir } from "./toolTestKit.js"
 
 const touch = (path: string, secondsAgo: number): void => {
   const t = new Date(Date.now() - secondsAgo * 1000)
@@ -95,5 +95,72 @@ describe("list_directory", () => {
     const ctx = await context(root)
     expect(rightOf(await runDirect(listDirectoryTool, { path: "." }, ctx))).toMatch(/is empty/)
     expect(leftOf(await runDirect(listDirectoryTool, { path: "gone" }, ctx))).toMatch(/does not exist/)
+  })
+})
+
+describe("a folder swapped for a link after the judgment", () => {
+  const setup = () => {
+    const root = tempDir()
+    const outside = tempDir()
+    writeFileSync(join(outside, "secret.txt"), "SECRET\n")
+    mkdirSync(join(root, "d", "sub"), { recursive: true })
+    writeFileSync(join(root, "d", "sub", "a.txt"), "public\n")
+    return { root, outside }
+  }
+  const swap = (from: string, to: string): void => {
+    renameSync(from, `${from}.old`)
+    symlinkSync(to, from)
+  }
+
+  it("list_directory does not list the link's target", async () => {
+    const { root, outside } = setup()
+    const judged = judge(root, "d")
+    swap(join(root, "d"), outside)
+    const err = leftOf(await runDirect(listDirectoryTool, { path: "d" }, await context(root), judged))
+    expect(err).not.toMatch(/secret/)
+    expect(err).toMatch(/changed between the check and the open/)
+  })
+
+  it("grep and glob refuse a swapped root", async () => {
+    const { root, outside } = setup()
+    const judged = judge(root, "d")
+    swap(join(root, "d"), outside)
+    const ctx = await context(root)
+    expect(leftOf(await runDirect(grepTool, { pattern: "SECRET", path: "d" }, ctx, judged))).toMatch(/changed between the check and the open/)
+    expect(leftOf(await runDirect(globTool, { pattern: "**", path: "d" }, ctx, judged))).toMatch(/changed between the check and the open/)
+  })
+
+  it("grep and glob never enter a folder below the root that is now a link", async () => {
+    const { root, outside } = setup()
+    const judged = judge(root, "d")
+    // A folder swapped between the walk's listing and its open is refused in confinedFs.test.ts and under a
+    // racing process there; here the swap comes first, so the walk lists a link and does not follow it.
+    swap(join(root, "d", "sub"), outside)
+    const ctx = await context(root)
+    const grep = rightOf(await runDirect(grepTool, { pattern: "S[E]CRET|public", path: "d" }, ctx, judged))
+    expect(grep).not.toMatch(/SECRET/)
+    expect(grep).toMatch(/sub\.old\/a\.txt:1:public/)
+    const glob = rightOf(await runDirect(globTool, { pattern: "**", path: "d" }, ctx, judged))
+    expect(glob).not.toMatch(/secret\.txt/)
+    expect(glob).toMatch(/sub\.old\/a\.txt/)
+  })
+
+  it("grep skips, with a note, a hard-linked file inside the judged folder", async () => {
+    const { root, outside } = setup()
+    linkSync(join(outside, "secret.txt"), join(root, "d", "h.txt"))
+    const out = rightOf(await runDirect(grepTool, { pattern: "S[E]CRET|public", path: "d" }, await context(root)))
+    expect(out).not.toMatch(/:SECRET/)
+    expect(out).toMatch(/a\.txt:1:public/)
+    expect(out).toMatch(/skipped .*h\.txt.*hard link/)
+  })
+})
+
+describe("list_directory without following links", () => {
+  it("shows a link as a link, with the text it holds, not its target's size", async () => {
+    const root = tempDir()
+    const outside = tempDir()
+    writeFileSync(join(outside, "big.txt"), "x".repeat(100))
+    symlinkSync(join(outside, "big.txt"), join(root, "l"))
+    expect(rightOf(await runDirect(listDirectoryTool, {}, await context(root)))).toBe(`l -> ${join(outside, "big.txt")}  (symbolic link)`)
   })
 })

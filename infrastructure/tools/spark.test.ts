@@ -144,7 +144,7 @@ describe("spark", () => {
     const evolve = (callsign: string) => {
       const p = tool.prepare({ action: "evolve", callsign })
       if (p._tag === "Left") throw new Error(p.left)
-      return p.right.run(context)
+      return p.right.run(context, { insideWorkspace: null })
     }
     const results = await h.run(Effect.all([evolve("A"), evolve("B")], { concurrency: "unbounded", mode: "either" }))
     expect(results.filter((r) => r._tag === "Right")).toHaveLength(1)

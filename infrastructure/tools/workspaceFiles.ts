@@ -1,11 +1,12 @@
 /**
- * File-system helpers the built-in tools share: where a tool's path points, walking a tree for glob and
- * grep, telling text from binary, and turning Node's errors into messages a model can act on.
+ * File-system helpers the built-in tools share: where a tool's path points (for the request the
+ * interceptor judges), the judged path a tool must open, telling text from binary, and the confined opens'
+ * refusals as tool errors.
  */
 import { Effect } from "effect"
-import { readdir, stat } from "node:fs/promises"
-import { isAbsolute, join, relative, resolve, sep } from "node:path"
-import { ToolError } from "../../application/tools/tool.js"
+import { isAbsolute, relative, resolve, sep } from "node:path"
+import { type JudgedTarget, ToolError } from "../../application/tools/tool.js"
+import type { ConfinementError } from "../workspace/confinedFs.js"
 
 /** A tool's path, absolute or relative to the workspace root (the same base the interceptor judges). */
 export const toolPath = (workspaceRoot: string, path: string | undefined): string =>
@@ -14,66 +15,34 @@ export const toolPath = (workspaceRoot: string, path: string | undefined): strin
 /** `path` relative to `base` with `/` separators, as glob patterns are written. */
 export const slashRelative = (base: string, path: string): string => relative(base, path).split(sep).join("/")
 
-const codeOf = (e: unknown): string | undefined =>
-  typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : undefined
+/** A confined open's refusal, as the model sees it: its message already says what happened and what to do. */
+export const confinementError = (tool: string) => (e: ConfinementError): ToolError => new ToolError({ tool, message: e.message })
 
-export const fsError = (tool: string, path: string) => (e: unknown): ToolError => {
-  const code = codeOf(e)
-  const message =
-    code === "ENOENT"
-      ? `${path} does not exist; check the path with list_directory or glob`
-      : code === "EISDIR"
-        ? `${path} is a directory; use list_directory to see what it holds`
-        : code === "ENOTDIR"
-          ? `${path}: a component of the path is a file, not a directory`
-          : code === "EACCES" || code === "EPERM"
-            ? `${path}: permission denied by the operating system`
-            : `${path}: ${e instanceof Error ? e.message : String(e)}`
-  return new ToolError({ tool, message })
-}
+/**
+ * The canonical path the interceptor judged for this call: the only path a file tool opens (I10). A call
+ * that reaches a file tool without one did not go through the judgment, and is refused.
+ */
+export const judgedPath = (tool: string, judged: JudgedTarget): Effect.Effect<string, ToolError> =>
+  judged.path === undefined
+    ? Effect.fail(
+        new ToolError({
+          tool,
+          message: `${tool} was given no judged path: it opens only the canonical path the security check resolved for the call, and this call came without one; nothing was opened. Propose the action again through the normal tool call`
+        })
+      )
+    : Effect.succeed(judged.path)
 
-export const tryFs = <A>(tool: string, path: string, f: () => Promise<A>): Effect.Effect<A, ToolError> =>
-  Effect.tryPromise({ try: f, catch: fsError(tool, path) })
+/**
+ * A file with several hard links may be another name of a file outside the workspace; it is opened only
+ * when the judgment already placed it outside (and the action was allowed as such).
+ */
+export const hardLinksAllowed = (judged: JudgedTarget): boolean => judged.insideWorkspace === false
 
 /** A NUL byte in the first 8 KiB is how git and grep tell binary from text too. */
 export const looksBinary = (bytes: Uint8Array): boolean => bytes.subarray(0, 8192).includes(0)
 
-/** Directories no search should descend into: version control and dependency trees. */
-const SKIPPED = new Set([".git", "node_modules"])
-
-export interface WalkedFile {
-  readonly path: string
-  readonly mtimeMs: number
-  readonly size: number
-}
-
-/** Every regular file below `root` (symbolic links are not followed), up to `limit` files. */
-export const walkFiles = async (root: string, limit: number): Promise<ReadonlyArray<WalkedFile>> => {
-  const found: Array<WalkedFile> = []
-  const pending: Array<string> = [root]
-  while (pending.length > 0 && found.length < limit) {
-    const dir = pending.pop()
-    if (dir === undefined) break
-    let entries
-    try {
-      entries = await readdir(dir, { withFileTypes: true })
-    } catch {
-      continue
-    }
-    for (const entry of entries) {
-      const full = join(dir, entry.name)
-      if (entry.isDirectory()) {
-        if (!SKIPPED.has(entry.name)) pending.push(full)
-      } else if (entry.isFile()) {
-        try {
-          const s = await stat(full)
-          found.push({ path: full, mtimeMs: s.mtimeMs, size: s.size })
-        } catch {
-          // Deleted while walking: nothing to report.
-        }
-        if (found.length >= limit) break
-      }
-    }
-  }
-  return found
-}
+/**
+ * Directories no search descends into: version control and dependency trees, and the runtime's own state
+ * in a workspace (`.astrid/`), which is never the agent's (I10).
+ */
+export const SKIPPED_DIRECTORIES: ReadonlySet<string> = new Set([".git", "node_modules", ".astrid"])

@@ -1,6 +1,6 @@
 import { Effect, Either } from "effect"
 import fc from "fast-check"
-import { closeSync, mkdirSync, mkdtempSync, openSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs"
+import { closeSync, linkSync, mkdirSync, mkdtempSync, openSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -70,7 +70,7 @@ const createAndLocate = (path: string): string | null => {
 
 describe("resolveWorkspacePath", () => {
   it("resolves relative paths against the root, and the root itself", () => {
-    expect(ok("file.txt")).toEqual({ canonical: join(ws, "file.txt"), root: ws, insideWorkspace: true })
+    expect(ok("file.txt")).toEqual({ canonical: join(ws, "file.txt"), root: ws, insideWorkspace: true, hardLinked: false })
     expect(ok(".")).toMatchObject({ canonical: ws, insideWorkspace: true })
     expect(ok("a/./b/../b")).toMatchObject({ canonical: join(ws, "a", "b"), insideWorkspace: true })
   })
@@ -120,6 +120,22 @@ describe("resolveWorkspacePath", () => {
     expect(ok(`${ws}-sibling/x`)).toMatchObject({ insideWorkspace: false })
   })
 
+  it("flags a regular file with more than one hard link, through a link too; folders and missing files are not", () => {
+    writeFileSync(join(outside, "shared.txt"), "")
+    linkSync(join(outside, "shared.txt"), join(ws, "a", "hard.txt"))
+    symlinkSync("a/hard.txt", join(ws, "to-hard"))
+    try {
+      expect(ok("a/hard.txt")).toMatchObject({ canonical: join(ws, "a", "hard.txt"), insideWorkspace: true, hardLinked: true })
+      expect(ok("to-hard")).toMatchObject({ canonical: join(ws, "a", "hard.txt"), hardLinked: true })
+      expect(ok("file.txt").hardLinked).toBe(false)
+      expect(ok("a").hardLinked).toBe(false)
+      expect(ok("a/not-yet.txt").hardLinked).toBe(false)
+    } finally {
+      unlinkSync(join(ws, "to-hard"))
+      unlinkSync(join(ws, "a", "hard.txt"))
+    }
+  })
+
   it.each([
     ["", "empty"],
     ["a\u0000b", "NUL"],
@@ -139,7 +155,7 @@ describe("resolveWorkspacePath", () => {
 
   it("is served by the PathResolver layer", () => {
     const r = Effect.runSync(Effect.flatMap(PathResolver, (p) => p.resolve(ws, "in-link")).pipe(Effect.provide(PathResolverLive)))
-    expect(r).toEqual({ canonical: join(ws, "a", "b"), root: ws, insideWorkspace: true })
+    expect(r).toEqual({ canonical: join(ws, "a", "b"), root: ws, insideWorkspace: true, hardLinked: false })
     const failure = Effect.runSync(Effect.flip(Effect.flatMap(PathResolver, (p) => p.resolve(ws, "loop-a"))).pipe(Effect.provide(PathResolverLive)))
     expect(failure._tag).toBe("PathResolutionError")
   })

@@ -8,8 +8,11 @@
  * by reading it, because writing through it would create its target. The first component that does not
  * exist ends the walk: the rest is appended as written, and a `..` in that rest is refused.
  *
- * The result holds at the moment of the check; a tool that opens the file later should open exactly the
- * canonical path. POSIX paths only.
+ * A regular file with more than one hard link is flagged (`hardLinked`): another of its names may lie
+ * outside the workspace, and no walk can tell which name is the "real" one.
+ *
+ * The result holds at the moment of the check; a tool opens exactly the canonical path and checks that
+ * what it opened is still that file (infrastructure/workspace/confinedFs.ts). POSIX paths only.
  */
 import { Effect, Either, Layer } from "effect"
 import { lstatSync, readlinkSync, realpathSync } from "node:fs"
@@ -47,10 +50,16 @@ export const resolveWorkspacePath = (workspaceRoot: string, requested: string): 
   try {
     const walked = walk(requested.startsWith("/") ? "/" : root, requested.split("/"))
     if (walked._tag === "Left") return fail(walked.left)
-    return Either.right({ canonical: walked.right, root, insideWorkspace: isWithin(root, walked.right) })
+    return Either.right({ canonical: walked.right, root, insideWorkspace: isWithin(root, walked.right), hardLinked: isHardLinked(walked.right) })
   } catch (e) {
     return fail(`${requested} cannot be resolved: ${errorCode(e) ?? messageOf(e)}`)
   }
+}
+
+/** A regular file at `canonical` (which holds no symbolic link) with more than one link; false when absent. */
+const isHardLinked = (canonical: string): boolean => {
+  const s = lstatSync(canonical, { throwIfNoEntry: false })
+  return s !== undefined && s.isFile() && s.nlink > 1
 }
 
 const walk = (start: string, components: ReadonlyArray<string>): Either.Either<string, string> => {
