@@ -14,10 +14,12 @@ import type { SecurityInterceptor } from "../../application/security/securityInt
 import { TokenService } from "../../application/security/tokenService.js"
 import type { AnyTool } from "../../application/tools/tool.js"
 import type { AgentSettings, LlmSettings } from "../../infrastructure/config/llmConfig.js"
-import { builtinTools } from "../../infrastructure/tools/builtinTools.js"
+import { loadSecuritySettings } from "../../infrastructure/config/securityConfig.js"
+import { makeBuiltinTools } from "../../infrastructure/tools/builtinTools.js"
 import { identityPrompt, loadIdentity, makeSparkTool } from "../../infrastructure/tools/spark.js"
 import { PathResolverLive } from "../../infrastructure/workspace/pathResolver.js"
 import { asCli } from "./cliError.js"
+import { config } from "./runtime.js"
 import type { securityFor } from "./securityRuntime.js"
 
 export const SYSTEM_PROMPT = (workspace: string) =>
@@ -51,6 +53,9 @@ export const agentTools = (input: AgentToolsInput) =>
       Layer.succeed(BudgetService, security.budget),
       PathResolverLive
     )
+    // bash gets no provider key, and of the credential-looking variables only those [security] pass_env keeps.
+    const { passEnv } = yield* asCli(loadSecuritySettings((yield* config).home, workspaceRoot))
+    const builtinTools = makeBuiltinTools({ passEnv, secretNames: llm.apiKeyEnv === null ? [] : [llm.apiKeyEnv] })
     const spark = yield* makeSparkTool({ principal, sessionId }).pipe(Effect.provide(services))
     const identity = yield* loadIdentity(principal).pipe(Effect.provideService(EventStore, security.store), asCli)
     const system = [llm.systemPrompt ?? SYSTEM_PROMPT(workspaceRoot), identityPrompt(identity)].filter((s) => s !== "").join("\n\n")

@@ -8,6 +8,7 @@
  *   approval_timeout_secs = 300         # then the action is deferred to the approval queue
  *   allow_always_ttl_secs = 3600        # lifetime of an Allow Always token
  *   pre_approved = []                   # resource globs that pass without asking, e.g. "mcp://docs:search"
+ *   pass_env = []                       # credential-looking variables `bash` still gets: "GITHUB_TOKEN", "GH_*"
  *
  *   [security.policy]                   # hard limits; leaving a list out keeps the built-in defaults
  *   blocked_commands = [...]  denied_paths = [...]  allowed_paths = []  denied_hosts = []
@@ -20,6 +21,11 @@
  *   [security.tokens]
  *   trusted_issuers = []                # hex ed25519 public keys; empty = the local runtime keys
  *   clock_skew_secs = 30
+ *
+ * `bash` runs with the environment scrubbed: no `ASTRID_*` variable and no provider key variable, ever, and
+ * no variable whose name looks like a credential (`*_API_KEY`, `*_TOKEN`, `*_SECRET`, `*_PASSWORD`,
+ * `*_CREDENTIALS`, `*_KEY`, ...) unless `pass_env` names it or, with a trailing `*`, a prefix of it. A
+ * workspace's `pass_env` can only drop entries of the user's.
  */
 import { Effect, Schema } from "effect"
 import { realpathSync } from "node:fs"
@@ -51,6 +57,9 @@ const SecuritySection = Schema.Struct({
   approval_timeout_secs: Schema.optional(Schema.Int.pipe(Schema.between(1, 86_400))),
   allow_always_ttl_secs: Schema.optional(Schema.Int.pipe(Schema.between(1, 30 * 86_400))),
   pre_approved: Schema.optional(Strings),
+  pass_env: Schema.optional(
+    Schema.Array(Schema.String.pipe(Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, { message: () => "expected a variable name, or a name prefix ending in *" })))
+  ),
   policy: Schema.optional(PolicySection),
   budget: Schema.optional(
     Schema.Struct({
@@ -116,6 +125,8 @@ export interface LoadedSecurity {
   /** Hex public keys named in config; empty means "the local runtime keys". */
   readonly trustedIssuerKeys: ReadonlyArray<string>
   readonly clockSkewMs: number
+  /** `pass_env`: the credential-looking variables `bash` keeps (names, or prefixes ending in `*`). */
+  readonly passEnv: ReadonlyArray<string>
 }
 
 /**
@@ -140,6 +151,9 @@ export const loadSecuritySettings = (home: string, workspaceRoot: string | null)
     const userPre = user.pre_approved ?? []
     // A workspace may drop pre-approvals, never add them.
     const preApproved = ws.pre_approved === undefined ? userPre : userPre.filter((p) => ws.pre_approved?.includes(p) === true)
+    const userPass = user.pass_env ?? []
+    // Like pre-approvals: the repository the agent works in may keep fewer secrets from it, never more.
+    const passEnv = ws.pass_env === undefined ? userPass : userPass.filter((p) => ws.pass_env?.includes(p) === true)
     const b = user.budget
     const wb = ws.budget
     return {
@@ -158,6 +172,7 @@ export const loadSecuritySettings = (home: string, workspaceRoot: string | null)
         }
       },
       trustedIssuerKeys: (user.tokens?.trusted_issuers ?? []).map((k) => k.toLowerCase()),
-      clockSkewMs: (user.tokens?.clock_skew_secs ?? 30) * 1000
+      clockSkewMs: (user.tokens?.clock_skew_secs ?? 30) * 1000,
+      passEnv
     }
   })

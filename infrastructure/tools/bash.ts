@@ -1,13 +1,20 @@
 /**
- * `bash`: runs a command with `bash -c` in its own process group, stdout and stderr combined. The working
- * directory is the session's and survives between calls: the command runs after a `cd` to it, and the
- * directory it ends in is read back from a marker line the wrapper prints last. On timeout or
- * cancellation, and when bash itself exits, the whole process group is killed, so no background job
- * outlives the call (a server meant to keep running must be started outside the agent).
+ * `bash`: runs a command with `bash -c`, stdout and stderr combined. The working directory is the session's
+ * and survives between calls: the command runs after a `cd` to it, and the directory it ends in is read back
+ * from a marker line the wrapper prints last.
+ *
+ * The command gets a scrubbed environment (see scrubbedEnvironment.ts): no `ASTRID_*` variable, no provider
+ * key, no credential-looking name unless `[security] pass_env` keeps it. Every process it starts is killed
+ * when the call ends (bash exits, times out or is cancelled), including ones that left the process group
+ * or double-forked (see processReaper.ts), so nothing outlives the call: a server meant to keep running
+ * must be started outside the agent.
  */
-import { Effect, Ref, Schema } from "effect"
-import { spawn } from "node:child_process"
+import { Effect, Option, Ref, Schema } from "effect"
+import { type ChildProcessByStdio, spawn } from "node:child_process"
+import type { Readable } from "node:stream"
 import { decodeWith, eraseTool, ToolError, type Tool } from "../../application/tools/tool.js"
+import { CALL_MARKER_VARIABLE, childrenOf, type Containment, containment, newCallMarker, reapCall, startTicksOf } from "./processReaper.js"
+import { type EnvironmentRules, scrubEnvironment } from "./scrubbedEnvironment.js"
 
 const Input = Schema.Struct({
   command: Schema.NonEmptyString,
@@ -20,16 +27,41 @@ export const MAX_BASH_TIMEOUT_MS = 600_000
 const MARKER = "__ASTRID_CWD__"
 /** Output kept in memory is bounded; the result is cut at 30,000 characters later anyway. */
 const MAX_CAPTURE_BYTES = 4_000_000
+/** After every process of the call is dead the pipes close at once; this only bounds a process the scan could not find. */
+const CLOSE_GRACE_MS = 500
+/** How long a killed namespace may take to empty before `unshare` itself is killed. */
+const NAMESPACE_EXIT_MS = 2_000
 
-/** The script bash runs: the command in braces on its own lines, so a trailing comment cannot eat the rest. */
+/** What the bash tool is built with where a session is set up. */
+export interface BashOptions extends EnvironmentRules {
+  /** "auto": a PID namespace when this machine allows one, else the /proc scan; "scan" forces the fallback. */
+  readonly containment?: "auto" | "scan"
+}
+
+/**
+ * The script bash runs: a `cd` to the directory given as `$1` (then shifted away), and the command in braces
+ * on its own lines, so a trailing comment cannot eat the rest.
+ */
 const wrap = (command: string): string =>
-  `cd "$ASTRID_CWD" || exit 1\n{\n${command}\n}\n__astrid_rc=$?\nprintf '\\n${MARKER}%s' "$PWD"\nexit $__astrid_rc`
+  `cd -- "$1" || exit 1\nshift\n{\n${command}\n}\n__astrid_rc=$?\nprintf '\\n${MARKER}%s' "$PWD"\nexit $__astrid_rc`
 
 interface Finished {
   readonly output: string
   readonly exitCode: number | null
   readonly signal: string | null
   readonly timedOut: boolean
+}
+
+type Child = ChildProcessByStdio<null, Readable, Readable>
+
+/** A started call: its child, what it printed so far, and how it ended once it has. */
+interface Running {
+  readonly child: Child
+  readonly chunks: Array<Buffer>
+  readonly stopAll: Effect.Effect<void>
+  exit: { readonly code: number | null; readonly signal: string | null } | null
+  failure: Error | null
+  closed: boolean
 }
 
 const killGroup = (pid: number | undefined): void => {
@@ -41,43 +73,127 @@ const killGroup = (pid: number | undefined): void => {
   }
 }
 
-const execute = (command: string, cwd: string, timeoutMs: number): Effect.Effect<Finished, ToolError> =>
-  Effect.async<Finished, ToolError>((resume) => {
-    const child = spawn("bash", ["-c", wrap(command)], {
-      cwd,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, ASTRID_CWD: cwd }
-    })
-    const chunks: Array<Buffer> = []
-    let captured = 0
-    let timedOut = false
-    const collect = (chunk: Buffer): void => {
-      if (captured >= MAX_CAPTURE_BYTES) return
-      chunks.push(chunk)
-      captured += chunk.length
+const start = (command: string, cwd: string, rules: EnvironmentRules, mode: Containment): Running => {
+  const env = scrubEnvironment(process.env, rules)
+  const marker = newCallMarker()
+  const bash = ["bash", "-c", wrap(command), "bash", cwd]
+  const argv = mode._tag === "PidNamespace" ? [...mode.prefix, ...bash] : bash
+  const [file = "bash", ...args] = argv
+  const child = spawn(file, args, {
+    cwd,
+    // Its own session and process group: the group is killed as a whole, and the scan finds the session.
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: mode._tag === "Scan" ? { ...env, [CALL_MARKER_VARIABLE]: marker } : env
+  })
+  const sinceTicks = child.pid === undefined ? 0 : startTicksOf(child.pid)
+  const chunks: Array<Buffer> = []
+  let captured = 0
+  const collect = (chunk: Buffer): void => {
+    if (captured >= MAX_CAPTURE_BYTES) return
+    chunks.push(chunk)
+    captured += chunk.length
+  }
+  child.stdout.on("data", collect)
+  child.stderr.on("data", collect)
+  const rootPid = child.pid
+  const running: Running = {
+    child,
+    chunks,
+    stopAll:
+      rootPid === undefined
+        ? Effect.void
+        : mode._tag === "PidNamespace"
+          ? Effect.suspend(() => stopNamespace(running, rootPid))
+          : Effect.zipRight(Effect.sync(() => killGroup(rootPid)), Effect.asVoid(reapCall({ rootPid, marker, sinceTicks }))),
+    exit: null,
+    failure: null,
+    closed: false
+  }
+  child.on("exit", (code, signal) => {
+    running.exit = { code, signal }
+  })
+  child.on("error", (e) => {
+    running.failure = e
+  })
+  child.on("close", () => {
+    running.closed = true
+  })
+  return running
+}
+
+/** Waits until `ready` holds, checking whenever one of `events` fires. */
+const until = (run: Running, events: ReadonlyArray<"exit" | "error" | "close">, ready: () => boolean): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (ready()) return resume(Effect.void)
+    const check = (): void => {
+      if (!ready()) return
+      for (const e of events) run.child.off(e, check)
+      resume(Effect.void)
     }
-    child.stdout.on("data", collect)
-    child.stderr.on("data", collect)
-    const timer = setTimeout(() => {
-      timedOut = true
-      killGroup(child.pid)
-    }, timeoutMs)
-    child.on("error", (e) => {
-      clearTimeout(timer)
-      resume(Effect.fail(new ToolError({ tool: "bash", message: `could not start bash: ${e.message}; is bash installed and on PATH?` })))
-    })
-    // Background jobs the command left behind would hold the pipes open and outlive the call: once bash
-    // itself has exited, the rest of its group is killed, so `close` comes promptly.
-    child.on("exit", () => killGroup(child.pid))
-    child.on("close", (code, signal) => {
-      clearTimeout(timer)
-      resume(Effect.succeed({ output: Buffer.concat(chunks).toString("utf8"), exitCode: code, signal, timedOut }))
-    })
+    // Registered after start()'s own listeners, so the state they record is there when this runs.
+    for (const e of events) run.child.on(e, check)
     return Effect.sync(() => {
-      clearTimeout(timer)
-      killGroup(child.pid)
+      for (const e of events) run.child.off(e, check)
     })
+  })
+
+const ended = (run: Running) => until(run, ["exit", "error"], () => run.exit !== null || run.failure !== null)
+
+/** `wait` within `ms`, interruptible even where the caller is not (a release), so the bound holds. */
+const within = (wait: Effect.Effect<void>, ms: number): Effect.Effect<boolean> =>
+  Effect.map(Effect.timeoutOption(Effect.interruptible(wait), ms), Option.isSome)
+
+/**
+ * Ends a namespaced call: `unshare` waits for its child, the namespace's init, and exits only once the kernel
+ * has killed everything in the namespace, so the init is SIGKILLed (the only signal an init takes from
+ * outside) and `unshare` awaited. If that does not happen in time, the group goes, and the parent-death
+ * signal takes the init down.
+ */
+const stopNamespace = (run: Running, unsharePid: number): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    if (run.exit !== null || run.failure !== null) return
+    yield* Effect.sync(() => {
+      for (const init of childrenOf(unsharePid)) {
+        try {
+          process.kill(init, "SIGKILL")
+        } catch {
+          // Gone meanwhile.
+        }
+      }
+    })
+    if (yield* within(ended(run), NAMESPACE_EXIT_MS)) return
+    killGroup(unsharePid)
+  })
+
+const execute = (command: string, cwd: string, timeoutMs: number, options: BashOptions): Effect.Effect<Finished, ToolError> =>
+  Effect.gen(function* () {
+    const mode: Containment = options.containment === "scan" ? { _tag: "Scan" } : yield* containment
+    return yield* Effect.acquireUseRelease(
+      Effect.sync(() => start(command, cwd, options, mode)),
+      (run) =>
+        Effect.gen(function* () {
+          const timedOut = !(yield* within(ended(run), timeoutMs))
+          if (timedOut) {
+            yield* run.stopAll
+            yield* ended(run)
+          }
+          if (run.failure !== null && run.exit === null) {
+            return yield* Effect.fail(
+              new ToolError({ tool: "bash", message: `could not start bash: ${run.failure.message}; is bash installed and on PATH?` })
+            )
+          }
+          // Whatever the command left running would hold the pipes open and outlive the call.
+          yield* run.stopAll
+          if (!(yield* within(until(run, ["close"], () => run.closed), CLOSE_GRACE_MS))) {
+            run.child.stdout.destroy()
+            run.child.stderr.destroy()
+          }
+          const exit = run.exit ?? { code: null, signal: null }
+          return { output: Buffer.concat(run.chunks).toString("utf8"), exitCode: exit.code, signal: exit.signal, timedOut }
+        }),
+      (run) => run.stopAll
+    )
   })
 
 /** Splits the wrapper's marker from the command's output. */
@@ -88,9 +204,10 @@ export const parseCwd = (raw: string): { readonly output: string; readonly cwd: 
   return { output: raw.slice(0, at), cwd: cwd === "" ? null : cwd }
 }
 
-export const bashTool: Tool<Input> = {
+/** The bash tool with the environment rules and containment of where it is set up. */
+export const makeBashTool = (options: BashOptions = {}): Tool<Input> => ({
   name: "bash",
-  description: `Run a bash command. stdout and stderr are combined; the exit code is reported. The working directory persists between calls. Timeout ${DEFAULT_BASH_TIMEOUT_MS / 1000} s by default, at most ${MAX_BASH_TIMEOUT_MS / 1000} s.`,
+  description: `Run a bash command. stdout and stderr are combined; the exit code is reported. The working directory persists between calls. Every process the command starts, background jobs included, is killed when the call ends. Credentials are not in the environment. Timeout ${DEFAULT_BASH_TIMEOUT_MS / 1000} s by default, at most ${MAX_BASH_TIMEOUT_MS / 1000} s.`,
   inputSchema: {
     type: "object",
     properties: {
@@ -106,7 +223,7 @@ export const bashTool: Tool<Input> = {
     Effect.gen(function* () {
       const cwd = yield* Ref.get(ctx.cwd)
       const timeoutMs = input.timeout_ms ?? DEFAULT_BASH_TIMEOUT_MS
-      const done = yield* execute(input.command, cwd, timeoutMs)
+      const done = yield* execute(input.command, cwd, timeoutMs, options)
       const parsed = parseCwd(done.output)
       if (parsed.cwd !== null) yield* Ref.set(ctx.cwd, parsed.cwd)
       const output = parsed.output.replace(/\n$/, "")
@@ -114,13 +231,16 @@ export const bashTool: Tool<Input> = {
         return yield* Effect.fail(
           new ToolError({
             tool: "bash",
-            message: `the command timed out after ${timeoutMs} ms and its process group was killed; raise timeout_ms (at most ${MAX_BASH_TIMEOUT_MS}) or run it in smaller steps. Output so far:\n${output}`
+            message: `the command timed out after ${timeoutMs} ms and every process it started was killed; raise timeout_ms (at most ${MAX_BASH_TIMEOUT_MS}) or run it in smaller steps. Output so far:\n${output}`
           })
         )
       }
       const status = done.exitCode !== null ? `[exit code: ${done.exitCode}]` : `[killed by ${done.signal ?? "a signal"}]`
       return output === "" ? status : `${output}\n${status}`
     })
-}
+})
+
+/** The bash tool with the default rules: the credential patterns and `ASTRID_*` dropped, nothing passed back. */
+export const bashTool = makeBashTool()
 
 export const bashToolErased = eraseTool(bashTool)

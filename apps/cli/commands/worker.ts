@@ -14,9 +14,10 @@ import { EventStore, type EventStoreApi } from "../../../application/ports/event
 import { Ids } from "../../../application/ports/ids.js"
 import { SecurityInterceptor, type SecurityInterceptorApi } from "../../../application/security/securityInterceptor.js"
 import type { AstridConfig } from "../../../infrastructure/config/astridConfig.js"
+import { loadLlmSettings } from "../../../infrastructure/config/llmConfig.js"
 import { loadSecuritySettings } from "../../../infrastructure/config/securityConfig.js"
 import { uuidv7 } from "../../../infrastructure/crypto/uuidv7.js"
-import { builtinTools } from "../../../infrastructure/tools/builtinTools.js"
+import { builtinTools, makeBuiltinTools } from "../../../infrastructure/tools/builtinTools.js"
 import { PathResolverLive } from "../../../infrastructure/workspace/pathResolver.js"
 import { asCli } from "../cliError.js"
 import { dim, green, printJson, printLines, red } from "../output.js"
@@ -46,8 +47,12 @@ export const workerFrom = (cfg: AstridConfig, services: { readonly interceptor: 
       Layer.succeed(SecurityInterceptor, services.interceptor),
       PathResolverLive
     )
+    // bash gets what a session's bash gets: no provider key, and the user's [security] pass_env (a
+    // workspace's narrower list is not known here: one worker serves every workspace).
+    const { llm } = yield* asCli(loadLlmSettings(cfg.configPath, process.env))
+    const { passEnv } = yield* asCli(loadSecuritySettings(cfg.home, null))
     return yield* makeDeferredWorker({
-      tools: workerTools,
+      tools: makeBuiltinTools({ passEnv, secretNames: llm.apiKeyEnv === null ? [] : [llm.apiKeyEnv] }),
       name: `astrid worker (${currentPrincipal()}@${hostname()}, pid ${process.pid})`,
       // The workspace's own config may have tightened the policy or the boundary since the approval.
       settingsFor: (workspace) =>
