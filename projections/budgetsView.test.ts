@@ -78,4 +78,33 @@ describe("budgets view", () => {
     ])
     expect(row).toMatchObject({ reserved_micros: 370, committed_micros: 210, released_micros: 160, held_micros: 0, limit_micros: 5000, active_reservations: 0 })
   })
+
+  it("counts a commit above its reservation in full and keeps the overrun it names, per reservation and per stream", async () => {
+    /** A commit as the budget service writes it when the cost passed the reservation. */
+    const committedOver = (scope: "session" | "workspace", owner: string, reservationId: string, amountMicros: number, overrunMicros: number) => {
+      const base = budgetCommitted(scope, owner, reservationId, amountMicros)
+      return { ...base, draft: { ...base.draft, event: { _tag: "BudgetCommitted" as const, reservationId, amountMicros, overrunMicros } } }
+    }
+    const views = await build([
+      budgetReserved("session", "s1", "r1", 60_000, 60_000),
+      budgetReserved("workspace", "w1", "r1", 60_000, 500_000),
+      committedOver("session", "s1", "r1", 61_000, 1_000),
+      committedOver("workspace", "w1", "r1", 61_000, 1_000),
+      budgetReserved("session", "s1", "r2", 100, 60_000),
+      budgetCommitted("session", "s1", "r2", 40),
+      budgetReleased("session", "s1", "r2", "actual_lower", 60)
+    ])
+    const rows = await Effect.runPromise(listBudgets(views))
+    expect(rows.map((r) => [r.stream, r.committed_micros, r.overrun_micros, r.held_micros, r.limit_micros])).toEqual([
+      ["astrid-session-s1", 61_040, 1_000, 0, 60_000],
+      ["astrid-workspace-w1", 61_000, 1_000, 0, 500_000]
+    ])
+    const all = await Effect.runPromise(views.dump(budgetsView))
+    expect(all["budget_reservations"]).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ stream: "astrid-session-s1", reservation_id: "r1", amount_micros: 60_000, committed_micros: 61_000, overrun_micros: 1_000, status: "committed" }),
+        expect.objectContaining({ stream: "astrid-session-s1", reservation_id: "r2", amount_micros: 100, committed_micros: 40, overrun_micros: 0, released_micros: 60 })
+      ])
+    )
+  })
 })

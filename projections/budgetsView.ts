@@ -7,6 +7,10 @@
  * of it, or after a lower commit the difference), and a second such release nothing. A commit naming a
  * reservation the stream never made still counts as committed; such a release is ignored (there is
  * nothing to give back), so the view never invents money.
+ *
+ * A commit counts at its full amount: an action that cost more than it reserved is charged the overrun
+ * too, and the commit names it (`overrunMicros`), kept here as `overrun_micros` per reservation and per
+ * stream, so `committed_micros` above `limit_micros` shows exactly where a limit was passed and by what.
  */
 import { Effect, Option, Schema } from "effect"
 import type { RecordedEvent } from "../domain/envelope.js"
@@ -28,8 +32,11 @@ export const budgetStreams = defineTable({
     /** The session id or workspace hash from the stream name. */
     owner: Schema.String,
     reserved_micros: Micros,
+    /** Charged, overruns included. */
     committed_micros: Micros,
     released_micros: Micros,
+    /** The part of committed_micros that commits charged beyond their reservations. */
+    overrun_micros: Micros,
     /** Sum of what active reservations hold. */
     held_micros: Micros,
     /** The limit the latest reservation was checked against, when it says. */
@@ -44,6 +51,7 @@ export const budgetStreams = defineTable({
     reserved_micros: "INTEGER",
     committed_micros: "INTEGER",
     released_micros: "INTEGER",
+    overrun_micros: "INTEGER",
     held_micros: "INTEGER",
     limit_micros: "INTEGER NULL",
     active_reservations: "INTEGER",
@@ -65,6 +73,8 @@ export const budgetReservations = defineTable({
     limit_micros: Schema.NullOr(Micros),
     committed_micros: Micros,
     released_micros: Micros,
+    /** What the commit charged beyond amount_micros. */
+    overrun_micros: Micros,
     status: ReservationStatus,
     release_reason: Schema.NullOr(Schema.String),
     reserved_at: Schema.NullOr(Schema.String),
@@ -79,6 +89,7 @@ export const budgetReservations = defineTable({
     limit_micros: "INTEGER NULL",
     committed_micros: "INTEGER",
     released_micros: "INTEGER",
+    overrun_micros: "INTEGER",
     status: "TEXT",
     release_reason: "TEXT NULL",
     reserved_at: "TEXT NULL",
@@ -105,6 +116,7 @@ const streamRow = (view: ViewReader, recorded: RecordedEvent): BudgetStreamRow =
     reserved_micros: 0,
     committed_micros: 0,
     released_micros: 0,
+    overrun_micros: 0,
     held_micros: 0,
     limit_micros: null,
     active_reservations: 0,
@@ -128,6 +140,7 @@ const evolve = (view: ViewReader, event: AstridEvent, recorded: RecordedEvent): 
           limit_micros: limit,
           committed_micros: 0,
           released_micros: 0,
+          overrun_micros: 0,
           status: "active",
           release_reason: null,
           reserved_at: Option.getOrNull(Option.map(envelopeOf(recorded), (m) => m.occurredAt)),
@@ -148,10 +161,12 @@ const evolve = (view: ViewReader, event: AstridEvent, recorded: RecordedEvent): 
       const s = streamRow(view, recorded)
       const r = view.get(budgetReservations, { stream: recorded.stream, reservation_id: event.reservationId })
       const settles = r?.status === "active"
+      const overrun = event.overrunMicros ?? 0
       const changes: Array<ViewChange> = [
         upsert(budgetStreams, {
           ...s,
           committed_micros: s.committed_micros + event.amountMicros,
+          overrun_micros: s.overrun_micros + overrun,
           held_micros: settles ? s.held_micros - r.amount_micros : s.held_micros,
           active_reservations: settles ? s.active_reservations - 1 : s.active_reservations,
           last_position: recorded.position
@@ -162,6 +177,7 @@ const evolve = (view: ViewReader, event: AstridEvent, recorded: RecordedEvent): 
           upsert(budgetReservations, {
             ...r,
             committed_micros: r.committed_micros + event.amountMicros,
+            overrun_micros: r.overrun_micros + overrun,
             status: r.status === "active" ? "committed" : r.status,
             settled_position: r.settled_position ?? recorded.position
           })
@@ -200,7 +216,8 @@ const evolve = (view: ViewReader, event: AstridEvent, recorded: RecordedEvent): 
 
 export const budgetsView: Projection = {
   name: "budgets",
-  version: 1,
+  // 2: overrun_micros (commits charged in full, the part beyond the reservation named).
+  version: 2,
   tables: [budgetStreams, budgetReservations],
   evolve
 }

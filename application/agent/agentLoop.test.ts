@@ -1,6 +1,7 @@
 import { Deferred, Effect, Either, Fiber, Layer, Ref, Stream } from "effect"
 import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { makeScriptedProvider, type ScriptTurn } from "../../infrastructure/llm/scriptedProvider.js"
 import { builtinTools } from "../../infrastructure/tools/builtinTools.js"
@@ -333,6 +334,78 @@ describe("runTurn", () => {
       const notes = (await h.events(STREAM)).filter((e) => e._tag === "MessageRecorded" && e.role === "system")
       expect(notes.map((n) => n._tag === "MessageRecorded" && n.content)).toContainEqual(expect.stringMatching(/1 model-call reservation\(s\) left open/))
     })
+
+    it("reproduces 61,000 against a 60,000 limit: the call that cost more than reserved is charged in full, and the next call never starts", async () => {
+      const h = await makeHarness()
+      const service = await budgetFor(h)
+      // 1 micro-dollar per input token: the reservation is the prompt's bytes (well under 60,000); the call reports 61,000 tokens.
+      const perToken = { "test-model": { inputPerMillion: 1_000_000, outputPerMillion: 0 } }
+      const provider = scripted([
+        { content: [toolCall("list_directory", { path: "." }, "c1")], usage: { input_tokens: 61_000, output_tokens: 0 } },
+        { content: [{ type: "text", text: "never" }], usage: { input_tokens: 10, output_tokens: 0 } }
+      ])
+      const notes: Array<string> = []
+      const limits60k = { ...limits, perSessionMicros: 60_000 }
+      const result = await h.run(
+        Effect.provide(
+          runTurn(turn(h, "list", { prices: perToken, maxTokens: 10, llmBudget: { service, limits: limits60k, workspaceStream: "astrid-workspace-w1" }, observer: { onNote: (t) => notes.push(t) } })),
+          await services(h, provider)
+        )
+      )
+      expect(result).toMatchObject({ steps: 1, stopReason: "budget" })
+      expect(provider.requests).toHaveLength(1)
+      const events = await h.events(STREAM)
+      const reserved = events.flatMap((e) => (e._tag === "BudgetReserved" ? [e.amountMicros] : []))
+      expect(reserved).toHaveLength(1)
+      expect(reserved[0]).toBeLessThan(60_000)
+      expect(events.filter((e) => e._tag === "BudgetCommitted")).toEqual([
+        { _tag: "BudgetCommitted", reservationId: expect.any(String), amountMicros: 61_000, overrunMicros: 61_000 - (reserved[0] ?? 0) }
+      ])
+      // The budget charged what the usage record says the call cost.
+      expect(events.filter((e) => e._tag === "LlmUsageRecorded")).toEqual([expect.objectContaining({ costMicros: 61_000 })])
+      for (const stream of [STREAM, "astrid-workspace-w1"]) {
+        expect(await Effect.runPromise(service.snapshot(stream))).toMatchObject({ spentMicros: 61_000, overrunMicros: 61_000 - (reserved[0] ?? 0), reservedMicros: 0 })
+      }
+      expect(notes[0]).toMatch(/^the model call cost \$0\.061, \$0\.0\d+ more than the \$0\.0\d+ reserved for it; the whole cost is charged/)
+      expect(notes[1]).toMatch(/turn stopped: the next model call .* does not fit the budget: the session budget is used up: \$0\.061 spent of the \$0\.06 limit/)
+    })
+
+    it("over random usage, a turn's calls spend exactly what their usage cost, and pass the session limit by at most the last call's overrun", async () => {
+      const perToken = { "test-model": { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 } }
+      const step = fc.record({ input: fc.integer({ min: 0, max: 40_000 }), output: fc.integer({ min: 0, max: 200 }) })
+      let overran = 0
+      let stopped = 0
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 120_000 }), fc.array(step, { minLength: 1, maxLength: 6 }), async (limit, steps) => {
+          const h = await makeHarness()
+          const service = await budgetFor(h)
+          const provider = scripted([
+            ...steps.map((u, i) => ({ content: [toolCall("list_directory", { path: "." }, `c${i}`)], usage: { input_tokens: u.input, output_tokens: u.output } })),
+            { content: [{ type: "text" as const, text: "done" }], usage: { input_tokens: 1, output_tokens: 1 } }
+          ])
+          const result = await h.run(
+            Effect.provide(
+              runTurn(turn(h, "go", { prices: perToken, maxTokens: 100, llmBudget: { service, limits: { ...limits, perActionMicros: 1_000_000, perSessionMicros: limit }, workspaceStream: "astrid-workspace-w1" } })),
+              await services(h, provider)
+            )
+          )
+          const events = await h.events(STREAM)
+          const usage = events.flatMap((e) => (e._tag === "LlmUsageRecorded" ? [e.costMicros] : []))
+          const commits = events.flatMap((e) => (e._tag === "BudgetCommitted" ? [e] : []))
+          const snapshot = await Effect.runPromise(service.snapshot(STREAM))
+          // Every call that ran was charged what it cost; every overrun is named in its commit.
+          expect(snapshot.spentMicros).toBe(usage.reduce((a, b) => a + b, 0))
+          expect(snapshot.overrunMicros).toBe(commits.reduce((a, c) => a + (c.overrunMicros ?? 0), 0))
+          expect(commits).toHaveLength(provider.requests.length)
+          expect(snapshot.spentMicros - limit).toBeLessThanOrEqual(commits.at(-1)?.overrunMicros ?? 0)
+          if (snapshot.overrunMicros > 0) overran++
+          if (result.stopReason === "budget") stopped++
+        }),
+        { numRuns: 25 }
+      )
+      expect(overran).toBeGreaterThan(0)
+      expect(stopped).toBeGreaterThan(0)
+    }, 60_000)
 
     it("a model with no price reserves nothing", async () => {
       const h = await makeHarness()

@@ -14,6 +14,7 @@ import { LlmUsageRecorded } from "../../domain/events/budgetEvents.js"
 import { MessageRecorded, SessionStarted } from "../../domain/events/sessionEvents.js"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
 import type { Classification } from "../../domain/envelope.js"
+import { formatMicros } from "../../domain/security/budget.js"
 import { sessionStream } from "../../domain/streams.js"
 import { type PriceTable, usageCost } from "../../infrastructure/llm/costs.js"
 import { type EventDraft, EventLog } from "../eventLog.js"
@@ -23,6 +24,7 @@ import { LlmProvider, type LlmMessage, type LlmRequest, type StopReason } from "
 import { decodeRecorded } from "../streamState.js"
 import { fitContext, fixedTokens } from "./contextWindow.js"
 import type { BudgetLimits, BudgetServiceApi, Reservation } from "../security/budgetService.js"
+import { workspaceStreamOf } from "../security/securityInterceptor.js"
 import { runTool, type ToolResult } from "../tools/runTool.js"
 import { type AnyTool, makeRunContext, type RunContext } from "../tools/tool.js"
 import {
@@ -58,14 +60,34 @@ export interface TurnObserver {
 /**
  * Model calls paid from the budget: before each call the worst case (the prompt's estimated tokens plus
  * `maxTokens` of output, at the model's price) is reserved on the session and workspace streams like any
- * other action's cost; after the call the actual cost is committed and the rest released. A model with no
- * price costs nothing and reserves nothing.
+ * other action's cost; after the call the actual cost is committed in full and the rest released. A call
+ * that cost more than was reserved is charged the difference at once (the commit names the overrun, and a
+ * note says so); a call that does not fit, also because an overrun used the budget up, stops the turn. A
+ * model with no price costs nothing and reserves nothing.
  */
 export interface LlmBudget {
   readonly service: BudgetServiceApi
   readonly limits: BudgetLimits
   readonly workspaceStream: string
 }
+
+/** What `modelCallBudget` needs of a frontend's security wiring. */
+export interface ModelCallBudgetSource {
+  readonly budget: BudgetServiceApi
+  readonly settings: { readonly budget: BudgetLimits }
+  readonly crypto: { readonly blake3Hex: (text: string) => string }
+}
+
+/**
+ * The budget a turn's model calls are paid from in the workspace `canonicalRoot` (its real path): the
+ * limits and the workspace stream the interceptor charges tool actions to. Every frontend builds its
+ * LlmBudget here, so `astrid chat` and `astrid run` charge model calls alike.
+ */
+export const modelCallBudget = (security: ModelCallBudgetSource, canonicalRoot: string): LlmBudget => ({
+  service: security.budget,
+  limits: security.settings.budget,
+  workspaceStream: workspaceStreamOf(security.crypto.blake3Hex, canonicalRoot)
+})
 
 export interface TurnInput {
   readonly principal: string
@@ -362,13 +384,12 @@ export const runTurn = (input: TurnInput) =>
         const assistant: AssistantContent = { text: collected.text, toolCalls: collected.toolCalls }
         const usage = { inputTokens: collected.inputTokens, outputTokens: collected.outputTokens }
         const cost = usageCost(prices, input.model, usage)
+        let overrun: { readonly charged: number; readonly reserved: number; readonly overrun: number } | null = null
         if (held.reservation !== null && budget !== undefined) {
           // A call that reports no usage is charged what was reserved: unknown spend is never counted as free.
           const reported = collected.inputTokens + collected.outputTokens > 0
           const settled = yield* budget.service.commit(held.reservation, reported ? cost.microDollars : held.reservation.amountMicros)
-          if (settled.overrunMicros > 0) {
-            yield* Effect.logWarning(`the model call cost ${settled.overrunMicros} micro-dollars more than was reserved; the overrun is recorded, not charged`)
-          }
+          overrun = settled.overrunMicros > 0 ? { charged: settled.committedMicros, reserved: held.reservation.amountMicros, overrun: settled.overrunMicros } : null
         }
         if (!cost.priced && Object.keys(prices).length > 0 && provider.name !== "scripted" && !unpricedWarned) {
           unpricedWarned = true
@@ -378,6 +399,11 @@ export const runTurn = (input: TurnInput) =>
           yield* message("assistant", encodeAssistant(assistant), "trusted"),
           draft(LlmUsageRecorded.make({ provider: provider.name, model: input.model, ...usage, costMicros: cost.microDollars }))
         ])
+        if (overrun !== null) {
+          yield* note(
+            `the model call cost ${formatMicros(overrun.charged)}, ${formatMicros(overrun.overrun)} more than the ${formatMicros(overrun.reserved)} reserved for it; the whole cost is charged to the session and workspace budgets`
+          )
+        }
         observer.onUsage?.({ ...usage, costMicros: cost.microDollars })
         messages.push(assistantMessage(assistant))
         lastText = collected.text

@@ -9,14 +9,20 @@
  * A reservation is taken on the workspace stream first, then on the session stream; if the session
  * step fails for any reason, the workspace reservation is given back with an explicit
  * `BudgetReleased{reason: "compensation"}`, so no reservation is left unaccounted.
+ *
+ * A commit charges the actual cost in full on both streams, also above the reservation (the overrun is
+ * named in the BudgetCommitted event); the limits then stop the next reservation, because `spent`
+ * includes every overrun. An action that reserved nothing but reports a cost is charged the same way.
  */
 import { Clock, Context, Data, Effect, Either, Layer } from "effect"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
 import {
   type BudgetExceeded,
   type BudgetScope,
+  BUDGET_EVENT_TYPES,
   type BudgetState,
   type BudgetWarning,
+  chargeUnreserved,
   checkMicros,
   commit as decideCommit,
   evolveBudget,
@@ -115,9 +121,10 @@ export interface SettleOptions {
 }
 
 export interface CommitOutcome {
+  /** Charged on both streams: the actual cost, in full. */
   readonly committedMicros: number
   readonly releasedMicros: number
-  /** Actual cost beyond the reservation: not charged (I4 holds), reported for the log and the user. */
+  /** The part of the actual cost beyond the reservation: charged with it, and named in the commit event. */
   readonly overrunMicros: number
 }
 
@@ -126,8 +133,11 @@ export interface ReleaseOutcome {
 }
 
 export interface BudgetSnapshot {
+  /** Charged so far, overruns included; it can be above the limit by what commits overran. */
   readonly spentMicros: number
   readonly reservedMicros: number
+  /** The part of `spentMicros` charged beyond reservations. */
+  readonly overrunMicros: number
   readonly openReservations: number
   readonly revision: number | undefined
 }
@@ -149,7 +159,10 @@ export type ReleaseByCaller = "denied" | "cancelled" | "failed"
 
 export interface BudgetServiceApi {
   readonly reserve: (request: ReserveRequest) => Effect.Effect<ReserveOutcome, BudgetServiceError>
-  /** Commits the actual cost (default: the reserved amount) on both streams; a lower cost releases the rest. */
+  /**
+   * Commits the actual cost (default: the reserved amount) in full on both streams: a lower cost releases
+   * the rest, a higher one is charged too and recorded as the commit's overrun.
+   */
   readonly commit: (reservation: ReservationRef, amountMicros?: number, options?: SettleOptions) => Effect.Effect<CommitOutcome, BudgetServiceError>
   /** Gives the whole reservation back on both streams (denial, cancellation, failure). */
   readonly release: (reservation: ReservationRef, reason: ReleaseByCaller, options?: SettleOptions) => Effect.Effect<ReleaseOutcome, BudgetServiceError>
@@ -179,7 +192,7 @@ export const makeBudgetService = Effect.gen(function* () {
   const cache = makeStreamStateCache<BudgetState>(store, {
     initial: initialBudgetState,
     evolve: (state, event) => evolveBudget(state, event),
-    types: new Set(["BudgetReserved", "BudgetCommitted", "BudgetReleased"])
+    types: BUDGET_EVENT_TYPES
   })
 
   /** Load, decide, append at the loaded revision; on a lost race, all over again. */
@@ -320,12 +333,12 @@ export const makeBudgetService = Effect.gen(function* () {
    * failed half-way can simply be repeated (without extra events); settling it again on both streams
    * is an error.
    */
-  const settle = <A>(
+  const settle = <A, E extends SettleError | DuplicateReservation>(
     ref: ReservationRef,
     status: "committed" | "released",
     options: SettleOptions,
     emptyValue: A,
-    decide: (state: BudgetState) => Either.Either<{ readonly events: ReadonlyArray<AstridEvent>; readonly value: A }, SettleError>
+    decide: (state: BudgetState, scope: BudgetScope) => Either.Either<{ readonly events: ReadonlyArray<AstridEvent>; readonly value: A }, E>
   ) =>
     Effect.gen(function* () {
       const envelope = envelopeOf(ref)
@@ -336,14 +349,14 @@ export const makeBudgetService = Effect.gen(function* () {
       }
       const onSession = yield* Effect.either(
         decideAndAppend(ref.sessionStream, envelope, (state) =>
-          Either.map(decide(state), (d) => ({ before: options.extraEvents ?? [], events: d.events, after: options.followingEvents ?? [], value: d.value }))
+          Either.map(decide(state, "session"), (d) => ({ before: options.extraEvents ?? [], events: d.events, after: options.followingEvents ?? [], value: d.value }))
         )
       )
       const alreadyDone = (e: unknown) => e instanceof ReservationClosed && e.status === status
       // A repeat that brings its own events must not report success without having written them.
       const bringsEvents = (options.extraEvents?.length ?? 0) + (options.followingEvents?.length ?? 0) > 0
       if (Either.isLeft(onSession) && (bringsEvents || !alreadyDone(onSession.left))) return yield* Effect.fail(onSession.left)
-      const onWorkspace = yield* Effect.either(decideAndAppend(ref.workspaceStream, envelope, decide))
+      const onWorkspace = yield* Effect.either(decideAndAppend(ref.workspaceStream, envelope, (state) => decide(state, "workspace")))
       if (Either.isLeft(onWorkspace)) {
         if (!alreadyDone(onWorkspace.left) || Either.isLeft(onSession)) return yield* Effect.fail(onWorkspace.left)
         return onSession.right.value
@@ -351,14 +364,22 @@ export const makeBudgetService = Effect.gen(function* () {
       return Either.isRight(onSession) ? onSession.right.value : onWorkspace.right.value
     }).pipe(Effect.uninterruptible)
 
+  const outcomeOf = (d: { readonly events: ReadonlyArray<AstridEvent>; readonly committedMicros: number; readonly releasedMicros: number; readonly overrunMicros: number }) => ({
+    events: d.events,
+    value: { committedMicros: d.committedMicros, releasedMicros: d.releasedMicros, overrunMicros: d.overrunMicros } satisfies CommitOutcome
+  })
+
   const commit: BudgetServiceApi["commit"] = (ref, amountMicros, options = {}) =>
     Effect.gen(function* () {
       if (amountMicros !== undefined) yield* checkMicros("amountMicros", amountMicros)
-      return yield* settle(ref, "committed", options, { committedMicros: 0, releasedMicros: 0, overrunMicros: amountMicros ?? 0 }, (state) =>
-        Either.map(decideCommit(state, { reservationId: ref.reservationId, ...(amountMicros === undefined ? {} : { amountMicros }) }), (d) => ({
-          events: d.events,
-          value: { committedMicros: d.committedMicros, releasedMicros: d.releasedMicros, overrunMicros: d.overrunMicros }
-        }))
+      // A zero-cost reservation holds nothing on either stream; a cost it reports after all is still charged.
+      if (ref.empty === true && amountMicros !== undefined && amountMicros > 0) {
+        return yield* settle({ ...ref, empty: false }, "committed", options, { committedMicros: 0, releasedMicros: 0, overrunMicros: 0 }, (state, scope) =>
+          Either.map(chargeUnreserved(state, { reservationId: ref.reservationId, actionId: ref.actionId, amountMicros, scope }), outcomeOf)
+        )
+      }
+      return yield* settle(ref, "committed", options, { committedMicros: 0, releasedMicros: 0, overrunMicros: 0 }, (state) =>
+        Either.map(decideCommit(state, { reservationId: ref.reservationId, ...(amountMicros === undefined ? {} : { amountMicros }) }), outcomeOf)
       )
     })
 
@@ -371,7 +392,7 @@ export const makeBudgetService = Effect.gen(function* () {
     Effect.map(cache.load(stream), ({ state, revision }) => {
       let open = 0
       for (const [, r] of state.reservations) if (r.status === "open") open++
-      return { spentMicros: state.spentMicros, reservedMicros: state.reservedMicros, openReservations: open, revision }
+      return { spentMicros: state.spentMicros, reservedMicros: state.reservedMicros, overrunMicros: state.overrunMicros, openReservations: open, revision }
     })
 
   return { reserve, commit, release, snapshot } satisfies BudgetServiceApi

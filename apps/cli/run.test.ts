@@ -7,7 +7,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
+import { openSqliteEventStore } from "../../infrastructure/event-store/sqliteEventStore.js"
 import { tempHome } from "../../test/seedStore.js"
 
 const BIN = fileURLToPath(new URL("../../bin/astrid.mjs", import.meta.url))
@@ -123,5 +125,113 @@ describe("astrid run", () => {
     const badAnswers = astrid(home, ["run", "--script", script, "--workspace", workspace, "--answers", file("a.json", '[{"answer":"maybe"}]')])
     expect(badAnswers.code).toBe(2)
     expect(badAnswers.stderr.trim().split("\n")).toHaveLength(1)
+  })
+
+  describe("model calls paid from the budget, as in chat", () => {
+    /**
+     * A home whose config prices the scripted model at 1 micro-dollar per input token and per output token,
+     * and a workspace of its own (outside the home, which agent tools may not touch).
+     */
+    const pricedSetup = (budget: string) => {
+      const ctx = setup()
+      writeFileSync(
+        join(ctx.home, "config.toml"),
+        `[llm]\nmax_tokens = 100\n\n[llm.prices.scripted]\ninput_per_million = 1000000\noutput_per_million = 1000000\n\n[security.budget]\n${budget}\n`
+      )
+      return { ...ctx, workspace: mkdtempSync(join(tmpdir(), "astrid-run-ws-")) }
+    }
+
+    interface TimelineEntry {
+      readonly type: string
+      readonly data?: Record<string, unknown>
+    }
+    const showSession = (home: string, sessionId: string) => {
+      const shown = astrid(home, ["sessions", "show", sessionId, "--json"])
+      expect(shown.code).toBe(0)
+      const out = parse(shown.stdout)
+      if (typeof out !== "object" || out === null || !("timeline" in out) || !Array.isArray(out.timeline) || !("session" in out)) throw new Error(`unexpected show output: ${shown.stdout}`)
+      const timeline: ReadonlyArray<TimelineEntry> = out.timeline
+      return { timeline, session: out.session }
+    }
+    /** Budget events on the workspace streams, read from the SQLite file itself. */
+    const workspaceBudgetEvents = async (home: string) => {
+      const opened = await Effect.runPromise(openSqliteEventStore({ path: join(home, "astrid.db"), mode: "read" }))
+      try {
+        const all = await Effect.runPromise(opened.api.readAll({ after: 0, maxCount: 10_000 }))
+        return all
+          .filter((e) => e.stream.startsWith("astrid-workspace-") && e.type.startsWith("Budget"))
+          .map((e) => {
+            const data: unknown = JSON.parse(e.data)
+            if (typeof data !== "object" || data === null) throw new Error(`event data is not an object: ${e.data}`)
+            return { type: e.type, data: Object.fromEntries(Object.entries(data)) }
+          })
+      } finally {
+        opened.close()
+      }
+    }
+    const sessionIdOf = (stdout: string): string => {
+      const out = parse(stdout)
+      if (typeof out !== "object" || out === null || !("sessionId" in out) || typeof out.sessionId !== "string") throw new Error(`no session id in ${stdout}`)
+      return out.sessionId
+    }
+
+    it("reserves before each model call and commits what its usage cost, on the session and the workspace", async () => {
+      const { home, workspace, file } = pricedSetup("per_session_micros = 10000000")
+      const script = file(
+        "priced.jsonl",
+        jsonl(
+          { content: [{ type: "tool_call", id: "l1", name: "list_directory", input: { path: "." } }], usage: { input_tokens: 300, output_tokens: 20 } },
+          { content: [{ type: "text", text: "listed" }], usage: { input_tokens: 400, output_tokens: 5 } }
+        )
+      )
+      const r = astrid(home, ["run", "--script", script, "--workspace", workspace, "--json"])
+      expect(r.stderr).toBe("")
+      expect(r.code).toBe(0)
+      expect(parse(r.stdout)).toMatchObject({ stopReason: "end_turn", steps: 2, notes: [] })
+      const { timeline, session } = showSession(home, sessionIdOf(r.stdout))
+      const budget = timeline.filter((e) => e.type.startsWith("Budget"))
+      expect(budget.map((e) => e.type)).toEqual(["BudgetReserved", "BudgetCommitted", "BudgetReleased", "BudgetReserved", "BudgetCommitted", "BudgetReleased"])
+      for (const e of budget.filter((b) => b.type === "BudgetReserved")) {
+        expect(e.data).toMatchObject({ actionId: expect.stringMatching(/^llm-/), scope: "session", limitMicros: 10_000_000 })
+      }
+      expect(budget.filter((e) => e.type === "BudgetCommitted").map((e) => e.data?.["amountMicros"])).toEqual([320, 405])
+      expect(session).toMatchObject({ llmCostMicros: 725, spendMicros: 725 })
+      // The workspace stream the interceptor charges tools to carries the same reservations and commits.
+      const workspaceBudget = await workspaceBudgetEvents(home)
+      expect(workspaceBudget.map((e) => e.type)).toEqual(budget.map((e) => e.type))
+      expect(workspaceBudget.filter((e) => e.type === "BudgetCommitted").map((e) => e.data["amountMicros"])).toEqual([320, 405])
+      expect(astrid(home, ["audit", "verify"]).code).toBe(0)
+    })
+
+    it("a call that costs more than reserved is charged in full, the overrun recorded, and the next call does not start", () => {
+      const { home, workspace, file } = pricedSetup("per_session_micros = 60000")
+      const script = file(
+        "overrun.jsonl",
+        jsonl(
+          { content: [{ type: "tool_call", id: "l1", name: "list_directory", input: { path: "." } }], usage: { input_tokens: 61000, output_tokens: 0 } },
+          { content: [{ type: "text", text: "never" }], usage: { input_tokens: 10, output_tokens: 0 } }
+        )
+      )
+      const r = astrid(home, ["run", "--script", script, "--workspace", workspace, "--json"])
+      expect(r.stderr).toBe("")
+      expect(r.code).toBe(0)
+      const out = parse(r.stdout)
+      expect(out).toMatchObject({ stopReason: "budget", steps: 1 })
+      expect(out).toMatchObject({
+        notes: [expect.stringMatching(/^the model call cost \$0\.061, .* more than the .* reserved for it/), expect.stringMatching(/does not fit the budget: the session budget is used up/)]
+      })
+      const { timeline, session } = showSession(home, sessionIdOf(r.stdout))
+      const reserved = timeline.find((e) => e.type === "BudgetReserved")?.data?.["amountMicros"]
+      expect(typeof reserved === "number" && reserved < 60_000).toBe(true)
+      expect(timeline.filter((e) => e.type === "BudgetCommitted").map((e) => e.data)).toEqual([
+        { reservationId: expect.any(String), amountMicros: 61_000, overrunMicros: 61_000 - Number(reserved) }
+      ])
+      expect(session).toMatchObject({ spendMicros: 61_000 })
+      const human = astrid(home, ["run", "--script", script, "--workspace", workspace, "--session", sessionIdOf(r.stdout)])
+      expect(human.code).toBe(0)
+      expect(human.stdout).toMatch(/does not fit the budget: the session budget is used up: \$0\.061 spent of the \$0\.06 limit/)
+      expect(human.stdout).toContain("stopped by budget")
+      expect(astrid(home, ["audit", "verify"]).code).toBe(0)
+    })
   })
 })

@@ -22,9 +22,16 @@ export const BudgetReserved = Schema.TaggedStruct("BudgetReserved", {
   scope: Schema.optionalWith(BudgetScope, { exact: true })
 })
 
+/**
+ * Settles a reservation at what the action really cost, charged in full. When that is more than was
+ * reserved, `overrunMicros` says by how much: that part is charged at once on top of the reservation, so
+ * `spent` may end above the limit by it, and the next reservation sees it. Absent when the cost fit
+ * (also in events written before overruns were charged, whose amount never exceeded the reservation).
+ */
 export const BudgetCommitted = Schema.TaggedStruct("BudgetCommitted", {
   reservationId: Schema.String,
-  amountMicros: Micros
+  amountMicros: Micros,
+  overrunMicros: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { exact: true })
 })
 
 export const ReleaseReason = Schema.Literal("denied", "cancelled", "failed", "compensation", "actual_lower")

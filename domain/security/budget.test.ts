@@ -1,11 +1,12 @@
 /** The budget decider in Given (events) / When (command) / Then (events or error) form, plus I4 as a property. */
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
-import { Either } from "effect"
+import { Either, HashMap, Option } from "effect"
 import type { AstridEvent } from "../events/astridEvent.js"
 import {
   type BudgetDecisionError,
   type BudgetState,
+  chargeUnreserved,
   checkMicros,
   commit,
   type CommitCommand,
@@ -154,10 +155,39 @@ describe("commit", () => {
     expect(after.reservedMicros).toBe(0)
   })
 
-  it("Given a 2 $ reservation, When the actual cost is 3 $, Then at most 2 $ are committed and the overrun is reported", () => {
+  it("Given a 2 $ reservation, When the actual cost is 3 $, Then 3 $ are committed, the 1 $ overrun named in the commit, and all of it is spent", () => {
     const result = when(given(reserved("r1", 2_000_000)), { commit: { reservationId: "r1", amountMicros: 3_000_000 } })
-    expect(thenEvents(result)).toEqual([committed("r1", 2_000_000)])
-    expect(Either.getOrThrow(commit(given(reserved("r1", 2_000_000)), { reservationId: "r1", amountMicros: 3_000_000 })).overrunMicros).toBe(1_000_000)
+    expect(thenEvents(result)).toEqual([{ _tag: "BudgetCommitted", reservationId: "r1", amountMicros: 3_000_000, overrunMicros: 1_000_000 }])
+    expect(Either.getOrThrow(commit(given(reserved("r1", 2_000_000)), { reservationId: "r1", amountMicros: 3_000_000 }))).toMatchObject({
+      committedMicros: 3_000_000,
+      releasedMicros: 0,
+      overrunMicros: 1_000_000
+    })
+    const after = given(reserved("r1", 2_000_000), ...thenEvents(result))
+    expect(after).toMatchObject({ spentMicros: 3_000_000, reservedMicros: 0, overrunMicros: 1_000_000 })
+  })
+
+  it("Given 60,000 reserved under a 60,000 limit, When the call costs 61,000, Then 61,000 are spent and the next reservation, even of 1, is refused", () => {
+    // The reported hole: the commit was capped at the reservation, so 61,000 was recorded but 60,000 charged.
+    const state = given(reserved("r1", 60_000, 60_000))
+    const charged = given(reserved("r1", 60_000, 60_000), ...thenEvents(when(state, { commit: { reservationId: "r1", amountMicros: 61_000 } })))
+    expect(charged.spentMicros).toBe(61_000)
+    expect(charged.overrunMicros).toBe(1_000)
+    const refused = thenError(when(charged, { reserve: { reservationId: "r2", actionId: "a2", amountMicros: 1, limitMicros: 60_000 } }))
+    expect(refused).toMatchObject({ _tag: "BudgetExceeded", scope: "session", limit: 60_000, spent: 61_000, reserved: 0, requested: 1 })
+    expect(refused.message).toBe("the session budget is used up: $0.061 spent of the $0.06 limit, so $0.000001 more cannot be reserved")
+  })
+
+  it("Given 59,000 spent under 60,000 and a 1,000 reservation, When it costs 1,500, Then the next reservation sees 60,500 spent", () => {
+    const state = given(reserved("r0", 59_000, 60_000), committed("r0", 59_000), reserved("r1", 1_000, 60_000))
+    const after = thenEvents(when(state, { commit: { reservationId: "r1", amountMicros: 1_500 } })).reduce(evolveBudget, state)
+    expect(after.spentMicros).toBe(60_500)
+    expect(thenError(when(after, { reserve: { reservationId: "r2", actionId: "a2", amountMicros: 1, limitMicros: 60_000 } }))._tag).toBe("BudgetExceeded")
+  })
+
+  it("refuses an actual cost that would take spending past what can be counted exactly", () => {
+    const state = given(reserved("r0", 10, Number.MAX_SAFE_INTEGER), committed("r0", Number.MAX_SAFE_INTEGER - 5), reserved("r1", 10, Number.MAX_SAFE_INTEGER))
+    expect(thenError(when(state, { commit: { reservationId: "r1", amountMicros: 10 } }))._tag).toBe("InvalidAmount")
   })
 
   it("Given a released reservation, When it is committed, Then ReservationClosed (released)", () => {
@@ -181,6 +211,24 @@ describe("commit", () => {
   it("rejects a negative or NaN actual cost", () => {
     expect(thenError(when(given(reserved("r1", 5)), { commit: { reservationId: "r1", amountMicros: -1 } }))._tag).toBe("InvalidAmount")
     expect(thenError(when(given(reserved("r1", 5)), { commit: { reservationId: "r1", amountMicros: Number.NaN } }))._tag).toBe("InvalidAmount")
+  })
+})
+
+describe("chargeUnreserved", () => {
+  it("Given nothing, When an action that reserved nothing reports a cost, Then an empty reservation and its commit charge all of it as overrun", () => {
+    const result = chargeUnreserved(given(), { reservationId: "r1", actionId: "a1", amountMicros: 700, scope: "workspace" })
+    const events = Either.getOrThrow(result).events
+    expect(events).toEqual([
+      { _tag: "BudgetReserved", reservationId: "r1", actionId: "a1", amountMicros: 0, scope: "workspace" },
+      { _tag: "BudgetCommitted", reservationId: "r1", amountMicros: 700, overrunMicros: 700 }
+    ])
+    expect(given(...events)).toMatchObject({ spentMicros: 700, reservedMicros: 0, overrunMicros: 700 })
+  })
+
+  it("Given the charge was made, When it is made again, Then ReservationClosed (committed), so a repeat is recognised", () => {
+    const first = Either.getOrThrow(chargeUnreserved(given(), { reservationId: "r1", actionId: "a1", amountMicros: 700, scope: "session" })).events
+    const again = chargeUnreserved(given(...first), { reservationId: "r1", actionId: "a1", amountMicros: 700, scope: "session" })
+    expect(Either.isLeft(again) && again.left).toMatchObject({ _tag: "ReservationClosed", status: "committed" })
   })
 })
 
@@ -211,6 +259,11 @@ describe("evolveBudget", () => {
     expect(state.reservedMicros).toBe(0)
   })
 
+  it("charges a commit at its stated amount, also above the reservation (counting spent money only makes the budget stricter)", () => {
+    const state = given(reserved("r1", 100), committed("r1", 250))
+    expect(state).toMatchObject({ spentMicros: 250, reservedMicros: 0, overrunMicros: 150 })
+  })
+
   it("ignores other event types", () => {
     const state = given({ _tag: "SessionEnded", sessionId: "s", reason: "completed", detail: null })
     expect(state).toEqual(initialBudgetState)
@@ -234,10 +287,10 @@ describe("amounts", () => {
 })
 
 describe("I4 over random command sequences (pure)", () => {
-  it("spent + reserved never exceeds the limit, and no amount is lost", () => {
+  it("a reservation is taken only while spent + reserved fits the limit; past it, spending goes only by the overruns of calls open at the last reservation; nothing is lost", () => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant("reserve" as const), amount: fc.integer({ min: 0, max: 400 }) }),
-      fc.record({ kind: fc.constant("commit" as const), pick: fc.nat(), actual: fc.option(fc.integer({ min: 0, max: 500 }), { nil: undefined }) }),
+      fc.record({ kind: fc.constant("commit" as const), pick: fc.nat(), actual: fc.option(fc.integer({ min: 0, max: 600 }), { nil: undefined }) }),
       fc.record({ kind: fc.constant("release" as const), pick: fc.nat() })
     )
     fc.assert(
@@ -245,6 +298,10 @@ describe("I4 over random command sequences (pure)", () => {
         let state = initialBudgetState
         const ids: Array<string> = []
         let committedTotal = 0
+        let overrunTotal = 0
+        // Reservations open when the last one was taken, and the overruns they have committed since.
+        let openAtLastReserve = new Set<string>()
+        let allowance = 0
         for (const [i, o] of ops.entries()) {
           const result: Decided =
             o.kind === "reserve"
@@ -252,12 +309,30 @@ describe("I4 over random command sequences (pure)", () => {
               : o.kind === "commit"
                 ? commit(state, { reservationId: ids[o.pick % Math.max(ids.length, 1)] ?? "none", ...(o.actual === undefined ? {} : { amountMicros: o.actual }) })
                 : release(state, { reservationId: ids[o.pick % Math.max(ids.length, 1)] ?? "none", reason: "cancelled" })
-          if (Either.isLeft(result)) continue
+          if (Either.isLeft(result)) {
+            // A refusal rests on the numbers: the amount does not fit next to what is spent and held.
+            if (o.kind === "reserve" && result.left._tag === "BudgetExceeded" && result.left.scope === "session") {
+              expect(state.spentMicros + state.reservedMicros + o.amount).toBeGreaterThan(limit)
+            }
+            continue
+          }
           if (o.kind === "reserve") ids.push(`r${i}`)
           for (const e of result.right.events) {
+            const held = e._tag === "BudgetCommitted" ? Option.getOrUndefined(HashMap.get(state.reservations, e.reservationId))?.remainingMicros ?? 0 : 0
             state = evolveBudget(state, e)
-            if (e._tag === "BudgetCommitted") committedTotal += e.amountMicros
-            expect(state.spentMicros + state.reservedMicros).toBeLessThanOrEqual(limit)
+            if (e._tag === "BudgetReserved") {
+              expect(state.spentMicros + state.reservedMicros).toBeLessThanOrEqual(limit)
+              openAtLastReserve = new Set([...state.reservations].filter(([, r]) => r.status === "open").map(([id]) => id))
+              allowance = 0
+            }
+            if (e._tag === "BudgetCommitted") {
+              committedTotal += e.amountMicros
+              // Every overrun is named, exactly.
+              expect(e.overrunMicros ?? 0).toBe(Math.max(0, e.amountMicros - held))
+              overrunTotal += e.overrunMicros ?? 0
+              if (openAtLastReserve.has(e.reservationId)) allowance += e.overrunMicros ?? 0
+            }
+            expect(state.spentMicros + state.reservedMicros).toBeLessThanOrEqual(limit + allowance)
           }
         }
         let open = 0
@@ -267,6 +342,34 @@ describe("I4 over random command sequences (pure)", () => {
         }
         expect(state.reservedMicros).toBe(open)
         expect(state.spentMicros).toBe(committedTotal)
+        expect(state.overrunMicros).toBe(overrunTotal)
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it("with one call at a time, spent ends above the limit by at most the last call's overrun, and every call after that is refused", () => {
+    const call = fc.record({ reserve: fc.integer({ min: 1, max: 400 }), actual: fc.integer({ min: 0, max: 900 }) })
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2000 }), fc.array(call, { maxLength: 40 }), (limit, calls) => {
+        let state = initialBudgetState
+        let lastOverrun = 0
+        for (const [i, c] of calls.entries()) {
+          const held = reserve(state, { reservationId: `r${i}`, actionId: `llm-${i}`, amountMicros: c.reserve, limitMicros: limit, perActionLimitMicros: 1000, scope: "session" })
+          if (Either.isLeft(held)) {
+            expect(state.spentMicros + c.reserve).toBeGreaterThan(limit)
+            continue
+          }
+          // A call starts only while the stream is under its limit.
+          expect(state.spentMicros).toBeLessThan(limit)
+          state = held.right.events.reduce(evolveBudget, state)
+          const settled = Either.getOrThrow(commit(state, { reservationId: `r${i}`, amountMicros: c.actual }))
+          state = settled.events.reduce(evolveBudget, state)
+          lastOverrun = settled.overrunMicros
+          expect(settled.overrunMicros).toBe(Math.max(0, c.actual - c.reserve))
+          expect(state.spentMicros - limit).toBeLessThanOrEqual(lastOverrun)
+        }
+        expect(state.reservedMicros).toBe(0)
       }),
       { numRuns: 300 }
     )

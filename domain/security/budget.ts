@@ -2,7 +2,13 @@
  * Budget arithmetic (I4) as a decider over one stream's budget movements. A session stream and a
  * workspace stream each fold BudgetReserved / BudgetCommitted / BudgetReleased into the same state;
  * the application reserves on both and appends with the revision it decided on, so no interleaving of
- * writers can push `spent + reserved` past a limit.
+ * writers can reserve past a limit: a reservation is taken only while `spent + reserved + amount` fits.
+ *
+ * What an action really cost is charged in full when it is committed, even above its reservation (a
+ * model that reports more tokens than were reserved for: the money is spent either way). That overrun is
+ * charged at once and named in the commit (`overrunMicros`), and every later reservation sees it in
+ * `spent`. So `spent` ends above a limit by at most the overruns of the actions that were in flight
+ * together when the last reservation was taken; with one call at a time on a stream, one call's overrun.
  *
  * Amounts are integer micro-dollars (1 USD = 1,000,000), never floats: sums of integers below 2^53 are
  * exact, and a cost like 0.1 + 0.2 cannot round its way past a limit.
@@ -42,6 +48,9 @@ export class BudgetExceeded extends Data.TaggedError("BudgetExceeded")<{
   override get message(): string {
     if (this.scope === "action") {
       return `the action's estimated cost ${formatMicros(this.requested)} is over the per-action limit of ${formatMicros(this.limit)}`
+    }
+    if (this.spent >= this.limit) {
+      return `the ${this.scope} budget is used up: ${formatMicros(this.spent)} spent of the ${formatMicros(this.limit)} limit, so ${formatMicros(this.requested)} more cannot be reserved`
     }
     return (
       `the ${this.scope} budget would be exceeded: ${formatMicros(this.spent)} spent + ${formatMicros(this.reserved)} reserved + ` +
@@ -122,37 +131,48 @@ export interface ReservationState {
   readonly amountMicros: number
   /** Still held: the amount until settled; after a lower commit, the part an actual_lower release frees. */
   readonly remainingMicros: number
+  /** Charged: the actual cost, overrun included. */
   readonly committedMicros: number
+  /** The part of the commit beyond the reservation. */
+  readonly overrunMicros: number
   readonly status: ReservationStatus
 }
 
 export interface BudgetState {
-  /** Committed (spent) on this stream. */
+  /** Committed (spent) on this stream, overruns included. */
   readonly spentMicros: number
   /** Held by reservations not yet given back. */
   readonly reservedMicros: number
+  /** The part of `spentMicros` that commits charged beyond their reservations. */
+  readonly overrunMicros: number
   readonly reservations: HashMap.HashMap<string, ReservationState>
 }
 
-export const initialBudgetState: BudgetState = { spentMicros: 0, reservedMicros: 0, reservations: HashMap.empty() }
+export const initialBudgetState: BudgetState = { spentMicros: 0, reservedMicros: 0, overrunMicros: 0, reservations: HashMap.empty() }
+
+/** The event types `evolveBudget` folds; a reader that filters by type before decoding needs exactly these. */
+export const BUDGET_EVENT_TYPES: ReadonlySet<string> = new Set(["BudgetReserved", "BudgetCommitted", "BudgetReleased"])
 
 /**
  * Folds one event into a stream's budget. Other event types leave the state as it is. Events that do
  * not fit (a second reservation with a known id, a commit of a closed reservation) are ignored: the
  * decider never writes them, and a log written by someone else must not make the tally go negative.
+ * A commit is charged at its stated amount even above the reservation: counting money that the log says
+ * was spent can only make the budget stricter.
  */
 export const evolveBudget = (state: BudgetState, event: AstridEvent): BudgetState => {
   switch (event._tag) {
     case "BudgetReserved": {
       if (HashMap.has(state.reservations, event.reservationId)) return state
       return {
-        spentMicros: state.spentMicros,
+        ...state,
         reservedMicros: state.reservedMicros + event.amountMicros,
         reservations: HashMap.set(state.reservations, event.reservationId, {
           actionId: event.actionId,
           amountMicros: event.amountMicros,
           remainingMicros: event.amountMicros,
           committedMicros: 0,
+          overrunMicros: 0,
           status: "open"
         })
       }
@@ -160,14 +180,17 @@ export const evolveBudget = (state: BudgetState, event: AstridEvent): BudgetStat
     case "BudgetCommitted": {
       const r = Option.getOrUndefined(HashMap.get(state.reservations, event.reservationId))
       if (r === undefined || r.status !== "open") return state
-      const amount = Math.min(event.amountMicros, r.remainingMicros)
+      const fromHold = Math.min(event.amountMicros, r.remainingMicros)
+      const overrun = event.amountMicros - fromHold
       return {
-        spentMicros: state.spentMicros + amount,
-        reservedMicros: state.reservedMicros - amount,
+        spentMicros: state.spentMicros + event.amountMicros,
+        reservedMicros: state.reservedMicros - fromHold,
+        overrunMicros: state.overrunMicros + overrun,
         reservations: HashMap.set(state.reservations, event.reservationId, {
           ...r,
-          remainingMicros: r.remainingMicros - amount,
-          committedMicros: r.committedMicros + amount,
+          remainingMicros: r.remainingMicros - fromHold,
+          committedMicros: r.committedMicros + event.amountMicros,
+          overrunMicros: r.overrunMicros + overrun,
           status: "committed"
         })
       }
@@ -177,7 +200,7 @@ export const evolveBudget = (state: BudgetState, event: AstridEvent): BudgetStat
       // A committed reservation only gives back the rest of a lower commit (reason actual_lower).
       if (r === undefined || r.status === "released" || (r.status === "committed" && event.reason !== "actual_lower")) return state
       return {
-        spentMicros: state.spentMicros,
+        ...state,
         reservedMicros: state.reservedMicros - r.remainingMicros,
         reservations: HashMap.set(state.reservations, event.reservationId, {
           ...r,
@@ -271,26 +294,74 @@ export interface CommitCommand {
 }
 
 export interface CommitDecision {
-  readonly events: ReadonlyArray<BudgetCommittedEvent | BudgetReleasedEvent>
+  readonly events: ReadonlyArray<BudgetReservedEvent | BudgetCommittedEvent | BudgetReleasedEvent>
+  /** Charged: the actual cost, in full. */
   readonly committedMicros: number
   /** Given back because the actual cost was lower than reserved. */
   readonly releasedMicros: number
-  /** Actual cost beyond the reservation: not charged (I4 holds), reported so the caller can log it. */
+  /** The part of the actual cost beyond the reservation, charged with it and named in the commit. */
   readonly overrunMicros: number
 }
 
-/** Commits at most the reserved amount; a lower actual cost gives the rest back (reason actual_lower). */
+/** `spent + amount` must stay a safe integer, or the tally could no longer be added up exactly. */
+const checkChargeable = (state: BudgetState, amount: number): Either.Either<number, InvalidAmount> =>
+  Number.isSafeInteger(state.spentMicros + amount)
+    ? Either.right(amount)
+    : Either.left(
+        new InvalidAmount({
+          field: "amountMicros",
+          value: String(amount),
+          message: `amountMicros ${String(amount)} on top of ${String(state.spentMicros)} already spent is past ${Number.MAX_SAFE_INTEGER} micro-dollars; this budget stream cannot count it exactly`
+        })
+      )
+
+const committedEvent = (reservationId: string, actual: number, overrun: number): BudgetCommittedEvent =>
+  overrun > 0 ? { _tag: "BudgetCommitted", reservationId, amountMicros: actual, overrunMicros: overrun } : { _tag: "BudgetCommitted", reservationId, amountMicros: actual }
+
+/**
+ * Commits the actual cost in full. A lower cost gives the rest back (reason actual_lower); a higher one is
+ * charged all the same, the part beyond the reservation named as `overrunMicros` in the commit. No limit is
+ * checked here: the money is already spent, and the limit stops the next reservation instead.
+ */
 export const commit = (state: BudgetState, command: CommitCommand): Either.Either<CommitDecision, SettleError> =>
   Either.gen(function* () {
     const r = yield* openReservation(state, command.reservationId)
     const actual = command.amountMicros === undefined ? r.remainingMicros : yield* checkMicros("amountMicros", command.amountMicros)
-    const committed = Math.min(actual, r.remainingMicros)
-    const rest = r.remainingMicros - committed
-    const events: Array<BudgetCommittedEvent | BudgetReleasedEvent> = [
-      { _tag: "BudgetCommitted", reservationId: command.reservationId, amountMicros: committed }
-    ]
+    yield* checkChargeable(state, actual)
+    const fromHold = Math.min(actual, r.remainingMicros)
+    const rest = r.remainingMicros - fromHold
+    const overrun = actual - fromHold
+    const events: Array<BudgetCommittedEvent | BudgetReleasedEvent> = [committedEvent(command.reservationId, actual, overrun)]
     if (rest > 0) events.push({ _tag: "BudgetReleased", reservationId: command.reservationId, reason: "actual_lower", amountMicros: rest })
-    return { events, committedMicros: committed, releasedMicros: rest, overrunMicros: actual - committed }
+    return { events, committedMicros: actual, releasedMicros: rest, overrunMicros: overrun }
+  })
+
+export interface ChargeCommand {
+  readonly reservationId: string
+  readonly actionId: string
+  readonly amountMicros: number
+  readonly scope: BudgetScope
+}
+
+/**
+ * Charges the cost of an action that reserved nothing (its estimate was 0) yet cost something: an empty
+ * reservation and its commit, the whole cost as overrun, so the money is counted like any other.
+ */
+export const chargeUnreserved = (state: BudgetState, command: ChargeCommand): Either.Either<CommitDecision, SettleError | DuplicateReservation> =>
+  Either.gen(function* () {
+    const actual = yield* checkMicros("amountMicros", command.amountMicros)
+    const existing = Option.getOrUndefined(HashMap.get(state.reservations, command.reservationId))
+    if (existing !== undefined) {
+      return yield* Either.left(
+        existing.status === "open" ? new DuplicateReservation({ reservationId: command.reservationId }) : new ReservationClosed({ reservationId: command.reservationId, status: existing.status })
+      )
+    }
+    yield* checkChargeable(state, actual)
+    const events: Array<BudgetReservedEvent | BudgetCommittedEvent> = [
+      { _tag: "BudgetReserved", reservationId: command.reservationId, actionId: command.actionId, amountMicros: 0, scope: command.scope },
+      committedEvent(command.reservationId, actual, actual)
+    ]
+    return { events, committedMicros: actual, releasedMicros: 0, overrunMicros: actual }
   })
 
 export interface ReleaseCommand {

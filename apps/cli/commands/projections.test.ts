@@ -57,7 +57,7 @@ describe("astrid projections", () => {
       exists: false,
       logEnd: 4,
       projections: [
-        { name: "budgets", version: 1, storedVersion: null, state: "not built", position: 0, logEnd: 4, behind: 4, rows: 0 },
+        { name: "budgets", version: 2, storedVersion: null, state: "not built", position: 0, logEnd: 4, behind: 4, rows: 0 },
         { name: "tokens", state: "not built", behind: 4, rows: 0, tables: { tokens: 0 } },
         { name: "pending-approvals", state: "not built", behind: 4, rows: 0 },
         { name: "sessions", state: "not built", behind: 4, rows: 0, tables: { sessions: 0 } }
@@ -66,7 +66,7 @@ describe("astrid projections", () => {
     expect(existsSync(join(h.dir, "projections.db"))).toBe(false)
     const text = await stdoutOf(status({ json: false }))
     expect(text).toMatch(/^PROJECTION\s+VERSION\s+STATE\s+POSITION\s+LOG END\s+BEHIND\s+ROWS\n/)
-    expect(text).toMatch(/\nbudgets\s+1\s+not built\s+0\s+4\s+4\s+0\n/)
+    expect(text).toMatch(/\nbudgets\s+2\s+not built\s+0\s+4\s+4\s+0\n/)
   })
 
   it("rebuild builds every view to the end of the log; status then shows them current, then behind", async () => {
@@ -85,7 +85,7 @@ describe("astrid projections", () => {
     expect(await jsonOf(status({ json: true }))).toMatchObject({
       exists: true,
       projections: [
-        { name: "budgets", state: "current", storedVersion: 1, position: 4, behind: 0, rows: 2 },
+        { name: "budgets", state: "current", storedVersion: 2, position: 4, behind: 0, rows: 2 },
         { name: "tokens", state: "current", behind: 0 },
         { name: "pending-approvals", state: "current", behind: 0 },
         { name: "sessions", state: "current", behind: 0 }

@@ -2,12 +2,15 @@
  * `astrid run --script FILE`: one agent turn end to end with the scripted provider, the built-in tools and
  * the real interceptor over the configured store, for reproducible runs and CI. Approvals come from an
  * answers file when one is given; without one nobody can be asked, so such actions are deferred to the
- * queue (never allowed).
+ * queue (never allowed). Model calls are paid from the session and workspace budgets exactly as in
+ * `astrid chat` (the same `runTurn` charging, the same `modelCallBudget`): a model priced in
+ * `[llm.prices.scripted]` reserves before each call and commits what the script's usage cost.
  */
 import { Effect, Either, Layer, ParseResult, Schema } from "effect"
+import { realpathSync } from "node:fs"
 import { readFile } from "node:fs/promises"
 import { resolve } from "node:path"
-import { runTurn } from "../../../application/agent/agentLoop.js"
+import { modelCallBudget, runTurn } from "../../../application/agent/agentLoop.js"
 import { EventLog } from "../../../application/eventLog.js"
 import { ApprovalChannel, type ApprovalAnswer, type ApprovalChannelApi, ApprovalUnavailable } from "../../../application/ports/approvalChannel.js"
 import { EventStore } from "../../../application/ports/eventStore.js"
@@ -142,13 +145,21 @@ export const run = (args: RunArgs) =>
       )
       const answers = args.answers === undefined ? undefined : yield* loadAnswers(args.answers)
       const cfg = yield* config
-      const workspaceRoot = resolve(args.workspace ?? process.cwd())
+      const asked = args.workspace ?? process.cwd()
+      // The real path, as chat uses: the workspace budget stream is named after it.
+      let workspaceRoot: string
+      try {
+        workspaceRoot = realpathSync(resolve(asked))
+      } catch (e) {
+        return yield* Effect.fail(usageError(`the workspace ${asked} cannot be opened (${e instanceof Error ? e.message : String(e)})`))
+      }
       const security = yield* securityFor(cfg, workspaceRoot)
       const { interceptor, store, log } = security
       const provider = yield* makeScriptedProvider(turns, args.script)
       const sessionId = args.session ?? uuidv7(Date.now())
       yield* checkResumable(sessionId, currentPrincipal()).pipe(Effect.provideService(EventStore, store))
       const decisions: Array<DecisionRecord> = []
+      const notes: Array<string> = []
 
       const services = Layer.mergeAll(
         Layer.succeed(EventLog, log),
@@ -167,17 +178,22 @@ export const run = (args: RunArgs) =>
         userInput: args.prompt ?? DEFAULT_PROMPT,
         tools,
         system,
-        model: "scripted"
+        model: "scripted",
+        maxTokens: llm.maxTokens,
+        prices: llm.prices,
+        llmBudget: modelCallBudget(security, workspaceRoot),
+        observer: { onNote: (text) => notes.push(text) }
       }).pipe(
         Effect.provide(services),
         Effect.mapError((e) => new CliError({ message: `the run of ${args.script} in session ${sessionId} failed: ${e.message}`, exitCode: 1 }))
       )
 
       if (args.json) {
-        return yield* printJson({ sessionId, text: result.text, steps: result.steps, stopReason: result.stopReason, decisions })
+        return yield* printJson({ sessionId, text: result.text, steps: result.steps, stopReason: result.stopReason, decisions, notes })
       }
       yield* printLines(
         ...decisions.map(line),
+        ...notes.map((n) => dim(`(${n})`)),
         ...(result.text === "" ? [] : [result.text]),
         dim(`session ${sessionId}: ${result.steps} model step(s), stopped by ${result.stopReason}`)
       )
