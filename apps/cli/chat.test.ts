@@ -46,7 +46,8 @@ const jsonl = (...turns: ReadonlyArray<unknown>) => turns.map((t) => JSON.string
 
 const setup = () => {
   const home = tempHome()
-  const workspace = join(home, "ws")
+  // The workspace lies outside ASTRID_HOME: the runtime's own state is off limits to agent tools.
+  const workspace = join(tempHome(), "ws")
   mkdirSync(workspace)
   const outside = mkdtempSync(join(tmpdir(), "astrid-chat-outside-"))
   const script = (...turns: ReadonlyArray<unknown>) => {

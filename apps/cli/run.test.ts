@@ -28,7 +28,8 @@ const parse = (text: string): unknown => JSON.parse(text)
 /** A home, a workspace and a scratch dir outside it for scripts, answers and out-of-workspace writes. */
 const setup = () => {
   const home = tempHome()
-  const workspace = join(home, "ws")
+  // The workspace lies outside ASTRID_HOME: the runtime's own state is off limits to agent tools.
+  const workspace = join(tempHome(), "ws")
   mkdirSync(workspace)
   const outside = mkdtempSync(join(tmpdir(), "astrid-run-outside-"))
   const file = (name: string, content: string) => {

@@ -139,7 +139,10 @@ describe("astrid init", () => {
     await runJson({ workspace })
     const defaults = await Effect.runPromise(loadSecuritySettings(home, workspace))
     const bare = await Effect.runPromise(loadSecuritySettings(join(home, "empty"), null))
-    expect(defaults).toEqual(bare)
+    // Each home protects itself; everything else is the built-in default.
+    expect(defaults.settings.policy.protectedState.roots).toContain(home)
+    const unprotected = (s: typeof defaults) => ({ ...s, settings: { ...s.settings, policy: { ...s.settings.policy, protectedState: null } } })
+    expect(unprotected(defaults)).toEqual(unprotected(bare))
     const cfg = await Effect.runPromise(loadConfig(process.env))
     expect(cfg.audit.checkpointEvery).toBe(1000)
 

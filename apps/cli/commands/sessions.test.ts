@@ -101,7 +101,8 @@ const seeded = async (): Promise<Seeded> => {
   process.env["ASTRID_HOME"] = home
   process.env["ASTRID_PRINCIPAL"] = "ada"
   process.env["NO_COLOR"] = "1"
-  const workspace = join(home, "ws")
+  // The workspace lies outside ASTRID_HOME: the runtime's own state is off limits to agent tools.
+  const workspace = join(tempHome(), "ws")
   mkdirSync(workspace)
   writeFileSync(join(workspace, "notes.txt"), "the launch is on Tuesday\n")
   await append(home, "old-1", "ada", startedBy("old-1", workspace), -40 * DAY)
@@ -248,7 +249,7 @@ describe("astrid sessions", () => {
     process.env["ASTRID_PRINCIPAL"] = "ada"
     process.env["NO_COLOR"] = "1"
     await append(home, "priced-1", "ada", [
-      ...startedBy("priced-1", join(home, "ws")),
+      ...startedBy("priced-1", join(tempHome(), "ws")),
       // 1,000 tokens in and 1,000 out at $3 / $15 per million: $0.018, reserved and committed as the call's budget.
       { _tag: "BudgetReserved", reservationId: "m1", actionId: "llm-0001", amountMicros: 18_000 },
       { _tag: "LlmUsageRecorded", provider: "anthropic", model: "claude-sonnet-4-5", inputTokens: 1000, outputTokens: 1000, costMicros: 18_000 },
