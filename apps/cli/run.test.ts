@@ -236,3 +236,35 @@ describe("astrid run", () => {
     })
   })
 })
+
+describe("astrid run: a session's own workspace, and text shown, never obeyed by the terminal", () => {
+  it("a session continues only in the workspace it was started in; without --workspace it goes back there", () => {
+    const { home, workspace, file } = setup()
+    const other = join(tempHome(), "other")
+    mkdirSync(other)
+    const script = file("hi.jsonl", jsonl({ content: [{ type: "text", text: "hello" }] }))
+    expect(astrid(home, ["run", "--script", script, "--workspace", workspace, "--session", "s-run-1"]).code).toBe(0)
+    const elsewhere = astrid(home, ["run", "--script", script, "--workspace", other, "--session", "s-run-1"])
+    expect(elsewhere.code).toBe(2)
+    expect(elsewhere.stderr).toContain("belongs to the workspace")
+    // Left out, the workspace is the session's own, wherever the command runs from.
+    expect(astrid(home, ["run", "--script", script, "--session", "s-run-1"]).code).toBe(0)
+  })
+
+  it("model text and denied commands with terminal control sequences are printed as visible escapes", () => {
+    const { home, workspace, file } = setup()
+    const script = file(
+      "esc.jsonl",
+      jsonl(
+        { content: [{ type: "tool_call", name: "bash", input: { command: "sudo echo \u001b]0;pwned\u0007" } }] },
+        { content: [{ type: "text", text: "done \u001b[2J\u001b[31mred" }] }
+      )
+    )
+    const r = astrid(home, ["run", "--script", script, "--workspace", workspace])
+    expect(r.code).toBe(0)
+    expect(r.stdout).not.toContain("\u001b")
+    expect(r.stdout).not.toContain("\u0007")
+    expect(r.stdout).toContain("\\u001b[31mred")
+    expect(r.stdout).toMatch(/denied/)
+  })
+})

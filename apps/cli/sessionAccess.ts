@@ -4,6 +4,8 @@
  * its own workspace, under that workspace's settings and budget.
  */
 import { Effect, Option, Schema } from "effect"
+import { realpathSync } from "node:fs"
+import { resolve } from "node:path"
 import { EventStore } from "../../application/ports/eventStore.js"
 import { decodeRecorded } from "../../application/streamState.js"
 import { EventMetadata } from "../../domain/envelope.js"
@@ -39,3 +41,30 @@ export const checkResumable = (sessionId: string, principal: string) =>
     return { messages, workspace } as const
   })
 
+
+/**
+ * The workspace a command works in for `sessionId`: the one asked for, else the session's own, else the
+ * current folder, as its real path. A session continues only in the workspace it was started in, under that
+ * workspace's settings and budget; any other is refused.
+ */
+export const sessionWorkspace = (
+  sessionId: string,
+  resumed: "new" | { readonly workspace: string | null },
+  asked: string | undefined
+) =>
+  Effect.gen(function* () {
+    const own = resumed === "new" ? null : resumed.workspace
+    const wanted = asked ?? own ?? process.cwd()
+    let root: string
+    try {
+      root = realpathSync(resolve(wanted))
+    } catch (e) {
+      return yield* Effect.fail(usageError(`the workspace ${wanted} cannot be opened (${e instanceof Error ? e.message : String(e)}); give an existing folder with --workspace`))
+    }
+    if (own !== null && root !== own) {
+      return yield* Effect.fail(
+        usageError(`session ${sessionId} belongs to the workspace ${own}, not ${root}; resume it there (leave out --workspace), or start a new session here`)
+      )
+    }
+    return root
+  })

@@ -7,9 +7,7 @@
  * `[llm.prices.scripted]` reserves before each call and commits what the script's usage cost.
  */
 import { Effect, Either, Layer, ParseResult, Schema } from "effect"
-import { realpathSync } from "node:fs"
 import { readFile } from "node:fs/promises"
-import { resolve } from "node:path"
 import { modelCallBudget, runTurn } from "../../../application/agent/agentLoop.js"
 import { EventLog } from "../../../application/eventLog.js"
 import { ApprovalChannel, type ApprovalAnswer, type ApprovalChannelApi, ApprovalUnavailable } from "../../../application/ports/approvalChannel.js"
@@ -18,15 +16,17 @@ import { LlmProvider } from "../../../application/ports/llmProvider.js"
 import { type Decision, SecurityInterceptor, type SecurityInterceptorApi } from "../../../application/security/securityInterceptor.js"
 import type { ActionRequest } from "../../../domain/security/action.js"
 import { IdsLive, uuidv7 } from "../../../infrastructure/crypto/uuidv7.js"
+import { makeMemoryEventStore } from "../../../infrastructure/event-store/memoryEventStore.js"
 import { loadScript, makeScriptedProvider } from "../../../infrastructure/llm/scriptedProvider.js"
 import { loadLlmSettings } from "../../../infrastructure/config/llmConfig.js"
 import { agentTools } from "../agentTools.js"
 import { asCli, CliError, usageError } from "../cliError.js"
 import { dim, green, printJson, printLines, red } from "../output.js"
 import { currentPrincipal } from "../principal.js"
-import { config } from "../runtime.js"
+import { printable } from "../printable.js"
+import { config, openStore, storeExists } from "../runtime.js"
 import { securityFor } from "../securityRuntime.js"
-import { checkResumable } from "../sessionAccess.js"
+import { checkResumable, sessionWorkspace } from "../sessionAccess.js"
 
 export const DEFAULT_PROMPT = "run the script"
 const APPROVER = "answers-file"
@@ -124,7 +124,8 @@ const recordingInterceptor = (inner: SecurityInterceptorApi, decisions: Array<De
 })
 
 const line = (d: DecisionRecord): string => {
-  const text = `${d.action}: ${d.decision.toLowerCase()} (${d.detail})`
+  // The action and its detail carry the model's words: shown, never sent to the terminal as controls.
+  const text = printable(`${d.action}: ${d.decision.toLowerCase()} (${d.detail})`)
   return d.decision === "Allowed" ? green(text) : d.decision === "Denied" ? red(text) : text
 }
 
@@ -145,19 +146,17 @@ export const run = (args: RunArgs) =>
       )
       const answers = args.answers === undefined ? undefined : yield* loadAnswers(args.answers)
       const cfg = yield* config
-      const asked = args.workspace ?? process.cwd()
-      // The real path, as chat uses: the workspace budget stream is named after it.
-      let workspaceRoot: string
-      try {
-        workspaceRoot = realpathSync(resolve(asked))
-      } catch (e) {
-        return yield* Effect.fail(usageError(`the workspace ${asked} cannot be opened (${e instanceof Error ? e.message : String(e)})`))
-      }
+      const sessionId = args.session ?? uuidv7(Date.now())
+      // Resuming: the session's owner, state and workspace come first, from its own events; a session
+      // continues only in its own workspace (its real path names the workspace budget stream).
+      const resumed =
+        args.session !== undefined && storeExists(cfg)
+          ? yield* Effect.scoped(Effect.flatMap(openStore(cfg, "read"), (store) => checkResumable(sessionId, currentPrincipal()).pipe(Effect.provideService(EventStore, store))))
+          : yield* checkResumable(sessionId, currentPrincipal()).pipe(Effect.provideService(EventStore, makeMemoryEventStore()))
+      const workspaceRoot = yield* sessionWorkspace(sessionId, resumed, args.workspace)
       const security = yield* securityFor(cfg, workspaceRoot)
       const { interceptor, store, log } = security
       const provider = yield* makeScriptedProvider(turns, args.script)
-      const sessionId = args.session ?? uuidv7(Date.now())
-      yield* checkResumable(sessionId, currentPrincipal()).pipe(Effect.provideService(EventStore, store))
       const decisions: Array<DecisionRecord> = []
       const notes: Array<string> = []
 
@@ -193,8 +192,8 @@ export const run = (args: RunArgs) =>
       }
       yield* printLines(
         ...decisions.map(line),
-        ...notes.map((n) => dim(`(${n})`)),
-        ...(result.text === "" ? [] : [result.text]),
+        ...notes.map((n) => dim(`(${printable(n)})`)),
+        ...(result.text === "" ? [] : [printable(result.text)]),
         dim(`session ${sessionId}: ${result.steps} model step(s), stopped by ${result.stopReason}`)
       )
     })
