@@ -212,7 +212,11 @@ export const makeDeferredWorker = (config: DeferredWorkerConfig) =>
       Effect.gen(function* () {
         const path = "path" in request ? request.path : undefined
         const resolved = path === undefined ? undefined : yield* paths.resolve(entry.workspace, path)
-        return classify(request, { workspaceRoot: rootCanonical, ...(resolved === undefined ? {} : { canonicalPath: resolved.canonical }) })
+        // A file that has become hard-linked since the approval is no longer known to be inside.
+        return classify(request, {
+          workspaceRoot: rootCanonical,
+          ...(resolved === undefined ? {} : { canonicalPath: resolved.canonical, ...(resolved.hardLinked ? { hardLinked: true } : {}) })
+        })
       })
 
     const attempt = (c: ExecuteCommand): Effect.Effect<Execution, DeferredWorkerError | LostClaimRace> =>
