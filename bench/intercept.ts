@@ -9,6 +9,8 @@
  *    each block in a session of its own, so the budget never runs out and noise falls on all paths alike.
  *      token_covered   file_write src/main.rs in guided mode (which asks), covered by a reusable token on
  *                      file:///<workspace>/** [write]: ActionProposed + BudgetReserved + ActionAllowed
+ *      token_covered_command  command_exec "cargo build --release && cargo test -q -- --nocapture", covered
+ *                      by an exec://cargo token only because every program in the line is cargo (I9)
  *      policy_allowed  file_read src/lib.rs (guided mode lets reads inside the workspace pass)
  *      policy_blocked  command_exec "sudo rm -rf /tmp/x" (blocked_commands: sudo): ActionProposed + ActionDenied
  *    A zero-cost allowed intercept makes one durable append (ActionProposed + ActionAllowed: nothing to
@@ -104,17 +106,20 @@ const DECISION_WARMUP = 300
 const DECISION_ROUNDS = Number(process.env["ASTRID_BENCH_DECISION_ROUNDS"] ?? 400)
 
 type Sync = "full" | "normal"
-type PathName = "token_covered" | "policy_allowed" | "policy_blocked"
-const PATHS: ReadonlyArray<PathName> = ["token_covered", "policy_allowed", "policy_blocked"]
+type PathName = "token_covered" | "token_covered_command" | "policy_allowed" | "policy_blocked"
+const PATHS: ReadonlyArray<PathName> = ["token_covered", "token_covered_command", "policy_allowed", "policy_blocked"]
 
 const REQUEST_OF: Readonly<Record<PathName, ActionRequest>> = {
   token_covered: { _tag: "file_write", path: "src/main.rs", bytes: 120 },
+  // A command line covered by a program grant: every program in it is parsed and checked against the token.
+  token_covered_command: { _tag: "command_exec", command: "cargo build --release && cargo test -q -- --nocapture" },
   policy_allowed: { _tag: "file_read", path: "src/lib.rs" },
   policy_blocked: { _tag: "command_exec", command: "sudo rm -rf /tmp/x" }
 }
 
 const EXPECTED_OF: Readonly<Record<PathName, (d: Decision) => boolean>> = {
   token_covered: (d) => d._tag === "Allowed" && d.proof === "token",
+  token_covered_command: (d) => d._tag === "Allowed" && d.proof === "token",
   policy_allowed: (d) => d._tag === "Allowed" && d.proof === "policy",
   policy_blocked: (d) => d._tag === "Denied" && d.stage === "policy"
 }
@@ -183,7 +188,7 @@ interface Measured {
   readonly errors: Array<string>
 }
 
-const emptyByPath = <A>(make: () => A): Record<PathName, A> => ({ token_covered: make(), policy_allowed: make(), policy_blocked: make() })
+const emptyByPath = <A>(make: () => A): Record<PathName, A> => ({ token_covered: make(), token_covered_command: make(), policy_allowed: make(), policy_blocked: make() })
 
 /** The real interceptor over a fresh SQLite store; the EventLog as production wires it (checkpoints, a key). */
 const withStore = <A>(
@@ -229,6 +234,7 @@ const measureIntercepts = (path: string, sync: Sync, fixture: Fixture, costMicro
         singleUse: false,
         approvalEventId: "bench-approval"
       })
+      yield* tokens.mint({ principal: PRINCIPAL, resource: "exec://cargo", permissions: ["execute"], ttlMs: 3_600_000, singleUse: false, approvalEventId: "bench-approval" })
 
       const measured: Measured = {
         latencies: emptyByPath(() => []),
@@ -425,7 +431,7 @@ const runEndToEnd = async (fixture: Fixture): Promise<void> => {
       const lat = measured.latencies[name]
       const s = summarize(lat, false)
       const peer = summarize(replayed[name], false)
-      const targeted = name === "token_covered" && costMicros === 0
+      const targeted = (name === "token_covered" || name === "token_covered_command") && costMicros === 0
       const durable = sync === "full"
       const met = s.median <= TARGET.p50Ms && s.p99 <= TARGET.p99Ms
       emit({
