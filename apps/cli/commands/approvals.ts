@@ -2,13 +2,15 @@
  * `astrid approvals list|approve|deny`: the deferred-approval queue. Approving re-runs policy and budget
  * for the action's own workspace before it is allowed (I2), then runs the approved tool call once, right
  * away, unless `--no-run` leaves it to `astrid worker`; only the principal who proposed an action can see
- * or resolve it (I7).
+ * or resolve it (I7). A summary and a reason come from the model's tool call: text output prints them with
+ * their control characters made visible.
  */
 import { Effect } from "effect"
 import type { Decision } from "../../../application/security/securityInterceptor.js"
 import type { QueuedAction } from "../../../domain/security/deferral.js"
 import { asCli, usageError } from "../cliError.js"
-import { dim, green, printJson, printLines, red, table } from "../output.js"
+import { dim, green, printLines, red, table } from "../output.js"
+import { printable, printableJson } from "../printable.js"
 import { currentPrincipal } from "../principal.js"
 import { config } from "../runtime.js"
 import { securityFor } from "../securityRuntime.js"
@@ -40,12 +42,12 @@ export const list = (args: { readonly json: boolean }) =>
     Effect.gen(function* () {
       const cfg = yield* config
       const entries = yield* pending(cfg)
-      if (args.json) return yield* printJson(entries.map(entryJson))
-      if (entries.length === 0) return yield* printLines(`no deferred actions for ${currentPrincipal()}`)
+      if (args.json) return yield* printLines(printableJson(entries.map(entryJson)))
+      if (entries.length === 0) return yield* printLines(`no deferred actions for ${printable(currentPrincipal())}`)
       yield* printLines(
         ...table(
           ["REQUEST", "PRIORITY", "RISK", "SESSION", "QUEUED AT", "ACTION"],
-          entries.map((q) => [q.requestId, String(q.priority), q.risk, q.sessionId, q.queuedAt, q.summary])
+          entries.map((q) => [q.requestId, String(q.priority), q.risk, q.sessionId, q.queuedAt, q.summary].map(printable))
         ),
         dim("approve with: astrid approvals approve REQUEST [--scope once|session|workspace|always]")
       )
@@ -60,20 +62,20 @@ const findEntry = (entries: ReadonlyArray<QueuedAction>, id: string) =>
     if (exact !== undefined) return exact
     const [only, ...more] = matches
     if (only === undefined) {
-      return yield* Effect.fail(usageError(`no deferred action ${id} for ${currentPrincipal()}; 'astrid approvals list' shows yours`))
+      return yield* Effect.fail(usageError(`no deferred action ${printable(id)} for ${printable(currentPrincipal())}; 'astrid approvals list' shows yours`))
     }
-    if (more.length > 0) return yield* Effect.fail(usageError(`'${id}' matches ${matches.length} deferred actions; give more of the id`))
+    if (more.length > 0) return yield* Effect.fail(usageError(`'${printable(id)}' matches ${matches.length} deferred actions; give more of the id`))
     return only
   })
 
 const describe = (d: Decision): ReadonlyArray<string> => {
   switch (d._tag) {
     case "Allowed":
-      return [green(`allowed: ${d.action.summary} (${d.proof})`)]
+      return [green(printable(`allowed: ${d.action.summary} (${d.proof})`))]
     case "Denied":
-      return [red(`denied at the ${d.stage} stage: ${d.reason}`), ...(d.remedy === null ? [] : [dim(d.remedy)])]
+      return [red(printable(`denied at the ${d.stage} stage: ${d.reason}`)), ...(d.remedy === null ? [] : [dim(printable(d.remedy))])]
     case "Deferred":
-      return [`deferred again (${d.reason})`]
+      return [printable(`deferred again (${d.reason})`)]
   }
 }
 
@@ -97,14 +99,14 @@ const resolve = (
           ? yield* asCli((yield* workerFrom(cfg, security)).execute({ requestId: entry.requestId, principal, decision }))
           : undefined
       if (json) {
-        return yield* printJson({
+        return yield* printLines(printableJson({
           requestId: entry.requestId,
           actionId: decision.actionId,
           decision: decision._tag,
           ...(decision._tag === "Denied" ? { stage: decision.stage, reason: decision.reason } : {}),
           ...(decision._tag === "Allowed" ? { proof: decision.proof } : {}),
           ...(execution === undefined ? {} : { execution: executionJson(execution) })
-        })
+        }))
       }
       const next =
         decision._tag !== "Allowed" || execution !== undefined
@@ -113,8 +115,8 @@ const resolve = (
             ? [dim("it was queued without a tool call, so nothing here can run it; the session that proposed it can, when it resumes")]
             : workerRuns(entry.toolCall.tool)
               ? [dim("not run yet (--no-run); 'astrid worker --once' runs it")]
-              : [dim(`not run (--no-run); the worker cannot run ${entry.toolCall.tool}, so 'astrid worker' records it as not run and tells the session; ask the agent to retry it there`)]
-      yield* printLines(`${entry.requestId}: ${entry.summary}`, ...describe(decision), ...(execution === undefined ? [] : describeExecution(execution)), ...next)
+              : [dim(`not run (--no-run); the worker cannot run ${printable(entry.toolCall.tool)}, so 'astrid worker' records it as not run and tells the session; ask the agent to retry it there`)]
+      yield* printLines(printable(`${entry.requestId}: ${entry.summary}`), ...describe(decision), ...(execution === undefined ? [] : describeExecution(execution)), ...next)
     })
   )
 

@@ -269,6 +269,25 @@ describe("astrid sessions", () => {
     expect(await json(list({ all: false, json: true }))).toEqual([expect.objectContaining({ sessionId: "priced-1", llmCostMicros: 18_000, committedMicros: 500, spendMicros: 25_500 })])
   })
 
+  it("show prints every recorded name and id with its control characters as visible escapes", async () => {
+    const { home, workspace } = await seeded()
+    const esc = "\u001b]0;x\u0007\u009b2J\u202e"
+    await append(home, "esc-1", "ada", [
+      ...startedBy("esc-1", workspace),
+      { _tag: "ActionAllowed", actionId: "a1", proof: { _tag: "HumanApproved", approvalEventId: "e1", approver: `eve${esc}` } },
+      { _tag: "ActionAllowed", actionId: "a2", proof: { _tag: "PolicyAllowed", rule: `rule${esc}` } },
+      { _tag: "ActionAllowed", actionId: "a3", proof: { _tag: "TokenCovered", tokenId: `tok${esc}`, tokenHash: "h" } },
+      { _tag: "ActionDeferred", actionId: "a4", requestId: `req${esc}`, priority: 1, reason: "no_channel" },
+      { _tag: "SessionEnded", sessionId: "esc-1", reason: "completed", detail: null }
+    ])
+    const text = await captured(show({ id: "esc-1", json: false }))
+    expect(text).toContain("approved by eve\\u001b]0;x")
+    expect(text).toContain("rule\\u001b]0;x")
+    expect(text).toContain("tok\\u001b]0;x")
+    expect(text).toContain("req\\u001b]0;x")
+    expect(text).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/)
+  })
+
   it("formats money exactly and defuses control characters", () => {
     expect([0, 1, 12_345, 1_500_000, 2_000_000, 123_456_789].map(formatMicros)).toEqual(["$0", "$0.000001", "$0.012345", "$1.50", "$2.00", "$123.456789"])
     expect(printable("a\u001b[2Jb\tc\nd\u0007")).toBe("a\\u001b[2Jb\tc\nd\\u0007")

@@ -8,7 +8,7 @@
  * A principal only sees and deletes its own sessions (I7).
  */
 import { Clock, Effect, Either, Schema } from "effect"
-import { printable } from "../printable.js"
+import { printable, printableJson } from "../printable.js"
 import { AssistantContent, ToolResultsContent } from "../../../application/agent/conversation.js"
 import type { EventStoreApi } from "../../../application/ports/eventStore.js"
 import { decodeRecorded } from "../../../application/streamState.js"
@@ -28,7 +28,7 @@ import {
   summarizeSession
 } from "../../../projections/sessionsView.js"
 import { asCli, CliError, usageError } from "../cliError.js"
-import { dim, green, printJson, printLines, red, table } from "../output.js"
+import { dim, green, printLines, red, table } from "../output.js"
 import { currentPrincipal } from "../principal.js"
 import { config, eventLogFor, openStore, storeExists, withKeyRing } from "../runtime.js"
 import { caughtUpViews } from "./projections.js"
@@ -179,7 +179,7 @@ export const list = (args: ListArgs) =>
       const rows = storeExists(cfg) ? yield* asCli(listSessions(yield* caughtUpViews(cfg, [sessionsView]), { principal, includeDeleted: true })) : []
       const shown = args.all ? rows : rows.filter((r) => r.status !== "deleted")
       const hidden = rows.length - shown.length
-      if (args.json) return yield* printJson(shown.map(sessionJson))
+      if (args.json) return yield* printLines(printableJson(shown.map(sessionJson)))
       if (shown.length === 0) {
         return yield* printLines(
           `no sessions for principal '${principal}'${hidden > 0 ? ` (${hidden} deleted; --all shows them)` : ""}`,
@@ -190,7 +190,7 @@ export const list = (args: ListArgs) =>
         ...table(
           ["SESSION", "STARTED", "LAST ACTIVE", "MSGS", "TOOLS", "SPEND", "STATUS", "WORKSPACE"],
           shown.map((r) => [
-            r.session_id,
+            printable(r.session_id),
             shortTime(r.started_at),
             shortTime(r.last_activity_at),
             String(r.messages),
@@ -257,7 +257,7 @@ const timelineLines = (e: SessionEvent): ReadonlyArray<string> => {
   const time = Either.isRight(meta) ? clockTime(meta.right.occurredAt) : ""
   const line = (label: string, text: string) => `${time.padEnd(8)}  ${label.padEnd(10)} ${text}`
   const event = e.event
-  if (event === undefined) return [line(e.recorded.type, dim("(an event type this version does not know)"))]
+  if (event === undefined) return [line(printable(e.recorded.type), dim("(an event type this version does not know)"))]
   switch (event._tag) {
     case "SessionStarted":
       return [line("started", `in ${printable(event.workspace)}${event.model === null ? "" : ` with ${printable(event.model)}`}`)]
@@ -293,12 +293,12 @@ const timelineLines = (e: SessionEvent): ReadonlyArray<string> => {
             : p._tag === "AllowanceCovered"
               ? `by a ${p.scope} allowance`
               : `approved by ${p.approver}`
-      return [line("  allowed", green(why))]
+      return [line("  allowed", green(printable(why)))]
     }
     case "ActionDenied":
       return [line("  denied", red(`at the ${event.stage} stage: ${oneLine(event.reason, 140)}`))]
     case "ActionDeferred":
-      return [line("  deferred", `to the approval queue as ${event.requestId} (${event.reason.replace(/_/g, " ")})`)]
+      return [line("  deferred", printable(`to the approval queue as ${event.requestId} (${event.reason.replace(/_/g, " ")})`))]
     case "ApprovalRequested":
       return [line("  asked", `on ${printable(event.channel)}`)]
     case "ApprovalGranted":
@@ -308,7 +308,7 @@ const timelineLines = (e: SessionEvent): ReadonlyArray<string> => {
     case "ToolResultRecorded":
       return [line("  result", `${event.ok ? "ok" : red("failed")}, ${event.output.length} chars${event.truncated ? " (truncated)" : ""}, ${event.durationMs} ms`)]
     case "SessionEnded": {
-      const by = Either.isRight(meta) ? ` by ${meta.right.principal}` : ""
+      const by = Either.isRight(meta) ? ` by ${printable(meta.right.principal)}` : ""
       return [line(event.reason === "deleted" ? "deleted" : "ended", `${event.reason === "deleted" ? "" : `${event.reason}`}${by}${event.detail === null ? "" : `: ${oneLine(event.detail, 160)}`}`.trim())]
     }
     default:
@@ -317,12 +317,12 @@ const timelineLines = (e: SessionEvent): ReadonlyArray<string> => {
 }
 
 const summaryLines = (row: SessionRow): Array<string> => [
-  `session     ${row.session_id}`,
-  `principal   ${row.principal}`,
-  `status      ${statusText(row)}${row.status === "active" ? "" : `${row.ended_by === null ? "" : ` by ${row.ended_by}`}${row.ended_at === null ? "" : ` at ${row.ended_at}`}`}${row.end_detail === null ? "" : ` (${oneLine(row.end_detail, 160)})`}`,
+  `session     ${printable(row.session_id)}`,
+  `principal   ${printable(row.principal)}`,
+  `status      ${statusText(row)}${row.status === "active" ? "" : `${row.ended_by === null ? "" : ` by ${printable(row.ended_by)}`}${row.ended_at === null ? "" : ` at ${row.ended_at}`}`}${row.end_detail === null ? "" : ` (${oneLine(row.end_detail, 160)})`}`,
   `workspace   ${row.workspace === null ? "-" : printable(row.workspace)}`,
   `model       ${row.model === null ? "-" : printable(row.model)}`,
-  ...(row.parent_session_id === null ? [] : [`parent      ${row.parent_session_id}`]),
+  ...(row.parent_session_id === null ? [] : [`parent      ${printable(row.parent_session_id)}`]),
   `started     ${row.started_at}`,
   `last active ${row.last_activity_at}`,
   `messages    ${row.messages}`,
@@ -344,7 +344,7 @@ export const show = (args: ShowArgs) =>
       yield* noStore(cfg, args.id, principal)
       const store = yield* openStore(cfg, "read")
       const session = yield* resolveSession(cfg, store, args.id, principal)
-      if (args.json) return yield* printJson({ session: sessionJson(session.row), timeline: session.events.map(timelineEntry) })
+      if (args.json) return yield* printLines(printableJson({ session: sessionJson(session.row), timeline: session.events.map(timelineEntry) }))
       yield* printLines(
         ...summaryLines(session.row),
         "",
@@ -423,10 +423,10 @@ export const deleteSession = (args: DeleteArgs) =>
       const session = yield* resolveSession(cfg, store, args.id, principal)
       const result = yield* appendDeletion(cfg, store, session, detail, principal, () => true)
       const row = result.row
-      if (args.json) return yield* printJson({ deleted: result.outcome === "deleted", alreadyDeleted: result.outcome === "already", session: sessionJson(row) })
+      if (args.json) return yield* printLines(printableJson({ deleted: result.outcome === "deleted", alreadyDeleted: result.outcome === "already", session: sessionJson(row) }))
       if (result.outcome === "already") {
         return yield* printLines(
-          `session ${row.session_id} was already deleted${row.ended_by === null ? "" : ` by ${row.ended_by}`}${row.ended_at === null ? "" : ` at ${row.ended_at}`}${row.end_detail === null ? "" : ` (${oneLine(row.end_detail, 160)})`}; nothing changed`
+          `session ${row.session_id} was already deleted${row.ended_by === null ? "" : ` by ${printable(row.ended_by)}`}${row.ended_at === null ? "" : ` at ${row.ended_at}`}${row.end_detail === null ? "" : ` (${oneLine(row.end_detail, 160)})`}; nothing changed`
         )
       }
       yield* printLines(
@@ -470,14 +470,14 @@ export const cleanup = (args: CleanupArgs) =>
       }
       const affected = args.dryRun ? candidates : done
       if (args.json) {
-        return yield* printJson({ principal, olderThanDays: days, cutoff, dryRun: args.dryRun, deleted: args.dryRun ? 0 : done.length, sessions: affected.map(sessionJson) })
+        return yield* printLines(printableJson({ principal, olderThanDays: days, cutoff, dryRun: args.dryRun, deleted: args.dryRun ? 0 : done.length, sessions: affected.map(sessionJson) }))
       }
       if (affected.length === 0) return yield* printLines(`no sessions of '${principal}' inactive for ${days} days (since ${shortTime(cutoff)}); nothing to clean up`)
       yield* printLines(
         `${args.dryRun ? "would delete" : "deleted"} ${affected.length} session(s) of '${principal}' inactive for ${days} days:`,
         ...table(
           ["SESSION", "LAST ACTIVE", "MSGS", "STATUS"],
-          affected.map((r) => [r.session_id, shortTime(r.last_activity_at), String(r.messages), args.dryRun ? statusText(r) : `deleted (${detail})`])
+          affected.map((r) => [printable(r.session_id), shortTime(r.last_activity_at), String(r.messages), args.dryRun ? statusText(r) : `deleted (${detail})`])
         ),
         dim(args.dryRun ? "nothing was changed; run again without --dry-run to delete them" : "their events stay in the audit log; 'astrid sessions list --all' shows them")
       )

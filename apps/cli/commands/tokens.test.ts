@@ -63,7 +63,7 @@ const cliFailure = async (effect: Effect.Effect<unknown, CliError>): Promise<Cli
 const parsed = (): unknown => JSON.parse(capture.output())
 
 describe("astrid tokens", () => {
-  it("list shows the current principal's tokens (ASTRID_PRINCIPAL), or another's with --principal", async () => {
+  it("list shows the current principal's tokens (ASTRID_PRINCIPAL), and --principal naming that principal does too", async () => {
     const { ada, bob } = await seeded()
     await Effect.runPromise(list({ json: false }))
     expect(capture.output()).toContain(ada[0]?.tokenId)
@@ -72,13 +72,49 @@ describe("astrid tokens", () => {
     expect(capture.output()).toMatch(/TOKEN\s+STATUS\s+PERMISSIONS\s+RESOURCE\s+EXPIRES\s+USE/)
     expect(capture.output()).toContain("single-use")
     capture.reset()
+    process.env["ASTRID_PRINCIPAL"] = "bob"
     await Effect.runPromise(list({ principal: "bob", json: true }))
     expect(parsed()).toEqual([expect.objectContaining({ tokenId: bob.tokenId, principal: "bob", status: "active", resource: "mcp://fs:*", used: null, revoked: null })])
   })
 
+  it("list --principal of another principal is refused, saying whose and what to do, and shows nothing", async () => {
+    const { bob } = await seeded()
+    for (const json of [false, true]) {
+      const error = await cliFailure(list({ principal: "bob", json }))
+      expect(error.exitCode).toBe(2)
+      expect(error.message).toBe("the capability tokens of principal 'bob' are not yours to list: you are 'ada', and a principal lists only its own; drop --principal to list yours, or run the command as 'bob'")
+      expect(capture.output()).not.toContain(bob.tokenId)
+    }
+  })
+
+  it("show and revoke of another principal's token are refused, and the token stays as it was", async () => {
+    const { bob } = await seeded()
+    for (const run of [show({ tokenId: bob.tokenId, json: false }), revoke({ tokenId: bob.tokenId, reason: "mine now", json: false })]) {
+      const error = await cliFailure(run)
+      expect(error.exitCode).toBe(2)
+      expect(error.message).toBe(`capability token ${bob.tokenId} belongs to another principal; you ('ada') can see and revoke only your own: 'astrid tokens list' shows them`)
+    }
+    expect(capture.output()).toBe("")
+    process.env["ASTRID_PRINCIPAL"] = "bob"
+    await Effect.runPromise(show({ tokenId: bob.tokenId, json: true }))
+    expect(parsed()).toMatchObject({ tokenId: bob.tokenId, status: "active", revoked: null })
+  })
+
+  it("text output shows control characters in a token's recorded fields as visible escapes", async () => {
+    const { ada } = await seeded()
+    const id = ada[0]?.tokenId ?? ""
+    // The mint refuses them in a resource; a revocation's reason is recorded as given.
+    await Effect.runPromise(revoke({ tokenId: id, reason: "done \u001b]52;c;cm0gLXJmIH4=\u0007\u001b[2J\u009b31m\u202eevil", json: false }))
+    await Effect.runPromise(show({ tokenId: id, json: false }))
+    const out = capture.output()
+    expect(out).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/)
+    expect(out).toContain("done \\u001b]52;c;cm0gLXJmIH4=\\u0007\\u001b[2J\\u009b31m\\u202eevil")
+  })
+
   it("list says so when a principal has no tokens, and when there is no store yet", async () => {
     await seeded()
-    await Effect.runPromise(list({ principal: "carol", json: false }))
+    process.env["ASTRID_PRINCIPAL"] = "carol"
+    await Effect.runPromise(list({ json: false }))
     expect(capture.output().trim()).toBe("no capability tokens for principal 'carol'")
     const empty = tempHome()
     homes.push(empty)

@@ -1,4 +1,8 @@
-/** `astrid tokens list|show|revoke`: the capability tokens recorded on the principals' streams. */
+/**
+ * `astrid tokens list|show|revoke`: the current principal's capability tokens. Another principal's tokens
+ * are refused, never shown or revoked (I7), and text output prints what came from outside (a resource
+ * names whatever command or path an approval was for) with its control characters made visible.
+ */
 import { Effect, Either, Layer, Option } from "effect"
 import { Crypto } from "../../../application/ports/crypto.js"
 import { EventLog } from "../../../application/eventLog.js"
@@ -11,7 +15,8 @@ import type { OpenMode } from "../../../infrastructure/event-store/sqliteEventSt
 import { loadKeyRing, localTrustedKeys } from "../../../infrastructure/keys/keyFiles.js"
 import { asCli, usageError } from "../cliError.js"
 import { currentPrincipal } from "../principal.js"
-import { dim, green, printJson, printLines, red, table } from "../output.js"
+import { dim, green, printLines, red, table } from "../output.js"
+import { printable, printableJson } from "../printable.js"
 import { config, crypto, eventLogFor, openStore, storeExists, withKeyRing } from "../runtime.js"
 
 export { currentPrincipal }
@@ -42,54 +47,69 @@ const statusText = (r: TokenRecord): string => (r.status === "active" ? green("a
 
 const useText = (r: TokenRecord): string => (r.token.singleUse ? (r.used === null ? "single-use" : "single-use, used") : "reusable")
 
+const notYours = (principal: string, you: string) =>
+  usageError(
+    `the capability tokens of principal '${printable(principal)}' are not yours to list: you are '${printable(you)}', and a principal lists only its own; drop --principal to list yours, or run the command as '${printable(principal)}'`
+  )
+
 export const list = (args: { readonly principal?: string | undefined; readonly json: boolean }) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const principal = args.principal ?? currentPrincipal()
+      const principal = currentPrincipal()
+      if (args.principal !== undefined && args.principal !== principal) return yield* Effect.fail(notYours(args.principal, principal))
       const cfg = yield* config
       // No store yet means no token yet, not an error.
       const records = storeExists(cfg) ? yield* asCli((yield* tokenService(cfg, "read")).list(principal)) : []
-      if (args.json) return yield* printJson(records.map(recordJson))
-      if (records.length === 0) return yield* printLines(`no capability tokens for principal '${principal}'`)
+      if (args.json) return yield* printLines(printableJson(records.map(recordJson)))
+      if (records.length === 0) return yield* printLines(`no capability tokens for principal '${printable(principal)}'`)
       yield* printLines(
         ...table(
           ["TOKEN", "STATUS", "PERMISSIONS", "RESOURCE", "EXPIRES", "USE"],
-          records.map((r) => [r.token.tokenId, statusText(r), r.token.permissions.join(","), r.token.resource, r.token.expiresAt, useText(r)])
+          records.map((r) => [printable(r.token.tokenId), statusText(r), printable(r.token.permissions.join(",")), printable(r.token.resource), printable(r.token.expiresAt), useText(r)])
         ),
-        dim(`principal '${principal}'; 'astrid tokens show ID' for details, 'astrid tokens revoke ID' to revoke`)
+        dim(`principal '${printable(principal)}'; 'astrid tokens show ID' for details, 'astrid tokens revoke ID' to revoke`)
       )
     })
   )
 
 const notFound = (tokenId: string, where: string) =>
-  usageError(`no capability token ${tokenId} in ${where}; 'astrid tokens list' shows the tokens there are`)
+  usageError(`no capability token ${printable(tokenId)} in ${where}; 'astrid tokens list' shows the tokens there are`)
 
-const detailLines = (r: TokenRecord): Array<string> => [
-  `token         ${r.token.tokenId}`,
-  `status        ${statusText(r)}${r.detail === null ? "" : ` (${r.detail})`}`,
-  `principal     ${r.token.principal}`,
-  `resource      ${r.token.resource}`,
-  `permissions   ${r.token.permissions.join(", ")}`,
-  `issued        ${r.token.issuedAt}`,
-  `expires       ${r.token.expiresAt}`,
-  `use           ${useText(r)}${r.used === null ? "" : ` by action ${r.used.actionId} in session ${r.used.sessionId}`}`,
-  `approval      ${r.token.approvalEventId}`,
-  `issuer        ${r.token.issuer}`,
-  `hash          ${r.hash}`,
-  `granted by    ${r.stream} event ${r.grantedEventId}`,
-  ...(r.revoked === null ? [] : [`revoked by    ${r.revoked.by}${r.revoked.reason === null ? "" : `: ${r.revoked.reason}`} (event ${r.revoked.eventId})`])
-]
+const notYourToken = (tokenId: string, you: string) =>
+  usageError(`capability token ${printable(tokenId)} belongs to another principal; you ('${printable(you)}') can see and revoke only your own: 'astrid tokens list' shows them`)
+
+/** The token `tokenId` if it is the current principal's; a missing one and another's are told apart, neither shown. */
+const ownToken = (found: Option.Option<TokenRecord>, tokenId: string, where: string) => {
+  if (Option.isNone(found)) return Effect.fail(notFound(tokenId, where))
+  const you = currentPrincipal()
+  return found.value.token.principal === you ? Effect.succeed(found.value) : Effect.fail(notYourToken(tokenId, you))
+}
+
+const detailLines = (r: TokenRecord): Array<string> =>
+  [
+    `token         ${r.token.tokenId}`,
+    `status        ${statusText(r)}${r.detail === null ? "" : ` (${r.detail})`}`,
+    `principal     ${r.token.principal}`,
+    `resource      ${r.token.resource}`,
+    `permissions   ${r.token.permissions.join(", ")}`,
+    `issued        ${r.token.issuedAt}`,
+    `expires       ${r.token.expiresAt}`,
+    `use           ${useText(r)}${r.used === null ? "" : ` by action ${r.used.actionId} in session ${r.used.sessionId}`}`,
+    `approval      ${r.token.approvalEventId}`,
+    `issuer        ${r.token.issuer}`,
+    `hash          ${r.hash}`,
+    `granted by    ${r.stream} event ${r.grantedEventId}`,
+    ...(r.revoked === null ? [] : [`revoked by    ${r.revoked.by}${r.revoked.reason === null ? "" : `: ${r.revoked.reason}`} (event ${r.revoked.eventId})`])
+  ].map(printable)
 
 export const show = (args: { readonly tokenId: string; readonly json: boolean }) =>
   Effect.scoped(
     Effect.gen(function* () {
       const cfg = yield* config
       if (!storeExists(cfg)) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
-      const found = yield* asCli((yield* tokenService(cfg, "read")).get(args.tokenId))
-      // Another principal's token is reported exactly like a missing one (I7).
-      if (Option.isNone(found) || found.value.token.principal !== currentPrincipal()) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
-      if (args.json) return yield* printJson(recordJson(found.value))
-      yield* printLines(...detailLines(found.value))
+      const found = yield* ownToken(yield* asCli((yield* tokenService(cfg, "read")).get(args.tokenId)), args.tokenId, cfg.eventStore.path)
+      if (args.json) return yield* printLines(printableJson(recordJson(found)))
+      yield* printLines(...detailLines(found))
     })
   )
 
@@ -99,16 +119,15 @@ export const revoke = (args: { readonly tokenId: string; readonly reason?: strin
       const cfg = yield* config
       if (!storeExists(cfg)) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
       const service = yield* tokenService(cfg, "write")
-      const existing = yield* asCli(service.get(args.tokenId))
-      if (Option.isNone(existing) || existing.value.token.principal !== currentPrincipal()) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
+      yield* ownToken(yield* asCli(service.get(args.tokenId)), args.tokenId, cfg.eventStore.path)
       // The key only signs an automatic checkpoint the revocation may trigger; revoking works without one.
       const keyRing = Either.getOrUndefined(yield* Effect.either(loadKeyRing(cfg.home)))
       const by = currentPrincipal()
       const record = yield* asCli(withKeyRing(service.revoke(args.tokenId, by, args.reason ?? null), keyRing))
-      if (args.json) return yield* printJson(recordJson(record))
+      if (args.json) return yield* printLines(printableJson(recordJson(record)))
       yield* printLines(
-        `revoked token ${record.token.tokenId} of principal '${record.token.principal}' (${record.token.permissions.join(",")} on ${record.token.resource})`,
-        dim(`recorded on ${record.stream} by '${by}'; it authorizes nothing from now on`)
+        printable(`revoked token ${record.token.tokenId} of principal '${record.token.principal}' (${record.token.permissions.join(",")} on ${record.token.resource})`),
+        dim(printable(`recorded on ${record.stream} by '${by}'; it authorizes nothing from now on`))
       )
     })
   )

@@ -21,6 +21,7 @@ import { builtinTools, makeBuiltinTools } from "../../../infrastructure/tools/bu
 import { PathResolverLive } from "../../../infrastructure/workspace/pathResolver.js"
 import { asCli } from "../cliError.js"
 import { dim, green, printJson, printLines, red } from "../output.js"
+import { printable } from "../printable.js"
 import { currentPrincipal } from "../principal.js"
 import { config, crypto } from "../runtime.js"
 import { securityFor } from "../securityRuntime.js"
@@ -75,7 +76,7 @@ export const executionJson = (e: Execution) => {
 }
 
 const indent = (text: string): ReadonlyArray<string> => {
-  const lines = text.split("\n")
+  const lines = printable(text).split("\n")
   const shown = lines.slice(0, SHOWN_OUTPUT_LINES).map((l) => `    ${l}`)
   return lines.length > SHOWN_OUTPUT_LINES ? [...shown, dim(`    … ${lines.length - SHOWN_OUTPUT_LINES} more line(s); --json shows all`)] : shown
 }
@@ -97,17 +98,17 @@ export const reportedOnce = (): ((done: ReadonlyArray<Execution>) => ReadonlyArr
     })
 }
 
-/** The lines a person reads for one execution. */
+/** The lines a person reads for one execution; the summary and the output are the model's and the command's, shown escaped. */
 export const describeExecution = (e: Execution): ReadonlyArray<string> => {
   switch (e._tag) {
     case "Ran": {
-      const head = `ran ${e.tool}: ${e.summary} (${e.ok ? "ok" : "failed"}, ${e.durationMs} ms), result recorded in session ${e.sessionId}`
+      const head = printable(`ran ${e.tool}: ${e.summary} (${e.ok ? "ok" : "failed"}, ${e.durationMs} ms), result recorded in session ${e.sessionId}`)
       return [e.ok ? green(head) : red(head), ...indent(e.output)]
     }
     case "Stopped":
-      return [red(`not run: ${e.summary}: ${e.reason}`)]
+      return [red(printable(`not run: ${e.summary}: ${e.reason}`))]
     case "Skipped":
-      return [dim(`skipped ${e.requestId}: ${e.reason}`)]
+      return [dim(printable(`skipped ${e.requestId}: ${e.reason}`))]
   }
 }
 
