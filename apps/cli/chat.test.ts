@@ -13,6 +13,7 @@ import * as pty from "@lydell/node-pty"
 import { afterEach, describe, expect, it } from "vitest"
 import { tempHome } from "../../test/seedStore.js"
 import { anthropicMessage, startStandIn, type StandIn } from "../../test/llmStandIns.js"
+import { TYPE_AHEAD_QUIET_MS, TYPE_AHEAD_SETTLE_MS } from "./terminalApproval.js"
 
 const BIN = fileURLToPath(new URL("../../bin/astrid.mjs", import.meta.url))
 const ANSI = /\u001b\[[0-9;?]*[A-Za-z]|\u001b[()][A-Z0-9]|\r/g
@@ -93,6 +94,10 @@ const sessionIdIn = (text: string): string => {
   return m[1]
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+/** A person reads an approval prompt before answering; keys sooner than TYPE_AHEAD_SETTLE_MS are dropped as typed ahead. */
+const PROMPT_READ_MS = TYPE_AHEAD_SETTLE_MS + 300
+
 const terminals: Array<{ kill: () => void }> = []
 afterEach(() => {
   for (const t of terminals.splice(0)) {
@@ -126,6 +131,7 @@ describe("astrid chat in a terminal", () => {
     expect(prompt).toMatch(/risk: +(high|medium|critical)/)
     for (const label of ["Allow Once", "Allow Session", "Allow Workspace", "Deny"]) expect(prompt).toContain(label)
     expect(existsSync(target)).toBe(false)
+    await sleep(PROMPT_READ_MS)
     t.term.write("a")
     at = await t.waitFor(/Written\. Here is bold and code\./, at)
     at = await t.waitFor(/you › /, at)
@@ -164,6 +170,7 @@ describe("astrid chat in a terminal", () => {
     at = await t.waitFor(/⏺ bash/, at)
     // Commands always ask, even in autonomous mode.
     at = await t.waitFor(/Allow Always/, at)
+    await sleep(PROMPT_READ_MS)
     t.term.write("o")
     at = await t.waitFor(/Allow Once/, at)
     await new Promise((r) => setTimeout(r, 700))
@@ -179,6 +186,49 @@ describe("astrid chat in a terminal", () => {
     const notes = events.filter((e) => e.type === "MessageRecorded" && e.data["role"] === "system").map((e) => String(e.data["content"]))
     expect(notes.some((n) => /turn cancelled by the user/.test(n))).toBe(true)
     expect(astrid(home, ["audit", "verify"]).code).toBe(0)
+  })
+
+  it("keys typed while a turn runs, on into the approval prompt, do not answer it; a key pressed after a pause does", async () => {
+    const { home, workspace, outside, script } = setup()
+    const target = join(outside, "typed-ahead.txt")
+    const turns = script(
+      { content: [{ type: "tool_call", id: "b1", name: "bash", input: { command: "sleep 2" } }] },
+      { content: [{ type: "tool_call", id: "w1", name: "write_file", input: { path: target, content: "x\n" } }] },
+      { content: [{ type: "text", text: "All done." }] }
+    )
+    const t = openTerminal(home, ["chat", "--script", turns, "--workspace", workspace])
+    terminals.push(t)
+    let at = await t.waitFor(/you › /)
+    t.term.write("go\r")
+    at = await t.waitFor(/Allow Always/, at)
+    await sleep(PROMPT_READ_MS)
+    t.term.write("o")
+    at = await t.waitFor(/Allow Once/, at)
+    // The person types their next message while the command runs, straight on past the moment the next
+    // prompt appears: every one of those keys is an answer key.
+    let typing = true
+    const typist = (async () => {
+      while (typing) {
+        t.term.write("o")
+        await sleep(70)
+      }
+    })()
+    at = await t.waitFor(/Approve file_write/, at)
+    await sleep(700)
+    typing = false
+    await typist
+    expect(existsSync(target)).toBe(false)
+    expect(t.text().slice(at)).not.toMatch(/allowed \(approved/)
+    await sleep(TYPE_AHEAD_QUIET_MS + 200)
+    t.term.write("d")
+    at = await t.waitFor(/All done\./, at)
+    expect(existsSync(target)).toBe(false)
+    at = await t.waitFor(/you › /, at)
+    t.term.write("/quit\r")
+    expect(await t.exited).toBe(0)
+    const types = sessionEvents(home, sessionIdIn(t.text())).map((e) => e.type)
+    expect(types.filter((x) => x === "ApprovalGranted")).toHaveLength(1)
+    expect(types).toContain("ApprovalRefused")
   })
 })
 

@@ -2,7 +2,11 @@ import { Effect, Either, Exit, Fiber } from "effect"
 import { PassThrough } from "node:stream"
 import { describe, expect, it } from "vitest"
 import type { ApprovalPrompt } from "../../application/ports/approvalChannel.js"
-import { describePrompt, makeTerminalApprovalChannel } from "./terminalApproval.js"
+import { describePrompt, makeTerminalApprovalChannel, TYPE_AHEAD_QUIET_MS, TYPE_AHEAD_SETTLE_MS } from "./terminalApproval.js"
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+/** Past the moment a prompt starts taking keys. */
+const SHOWN = TYPE_AHEAD_SETTLE_MS + 100
 
 const prompt: ApprovalPrompt = {
   requestId: "r1",
@@ -28,7 +32,7 @@ const answerWith = async (key: string) => {
   const t = io()
   const channel = makeTerminalApprovalChannel(t, { requireTerminal: false, approver: "alice" })
   const pending = Effect.runPromise(channel.ask(prompt))
-  await new Promise((r) => setTimeout(r, 50))
+  await sleep(SHOWN)
   t.input.write(key)
   return { reply: await pending, shown: t.shown() }
 }
@@ -52,7 +56,7 @@ describe("terminal approval channel", () => {
     const t = io()
     const channel = makeTerminalApprovalChannel(t, { requireTerminal: false, approver: "alice" })
     const pending = Effect.runPromise(channel.ask({ ...prompt, kind: "subagent_spawn", offered: ["once"] }))
-    await new Promise((r) => setTimeout(r, 50))
+    await sleep(SHOWN)
     t.input.write("o")
     expect((await pending).answer._tag).toBe("AllowOnce")
     expect(t.shown()).toContain("Allow Once")
@@ -76,6 +80,45 @@ describe("terminal approval channel", () => {
     await new Promise((r) => setTimeout(r, 50))
     const exit = await Effect.runPromise(Fiber.interrupt(fiber))
     expect(Exit.isInterrupted(exit)).toBe(true)
+  })
+
+  it("keys written before the prompt was shown do not answer it; a key pressed after a pause does", async () => {
+    const t = io()
+    t.input.write("o")
+    const channel = makeTerminalApprovalChannel(t, { requireTerminal: false, approver: "alice" })
+    const fiber = Effect.runFork(channel.ask(prompt))
+    await sleep(700)
+    expect(fiber.unsafePoll()).toBeNull()
+    t.input.write("d")
+    expect((await Effect.runPromise(Fiber.join(fiber))).answer).toEqual({ _tag: "Deny", reason: "denied at the terminal" })
+  })
+
+  it("keys typed in a burst that runs into the prompt are ignored until the typing stops", async () => {
+    const t = io()
+    let typing = true
+    const typist = (async () => {
+      while (typing) {
+        t.input.write("o")
+        await sleep(60)
+      }
+    })()
+    await sleep(200)
+    const channel = makeTerminalApprovalChannel(t, { requireTerminal: false, approver: "alice" })
+    const fiber = Effect.runFork(channel.ask(prompt))
+    await sleep(800)
+    typing = false
+    await typist
+    expect(fiber.unsafePoll()).toBeNull()
+    await sleep(TYPE_AHEAD_QUIET_MS + 100)
+    t.input.write("s")
+    expect((await Effect.runPromise(Fiber.join(fiber))).answer._tag).toBe("AllowSession")
+  })
+
+  it("Ctrl-C typed ahead still cancels: a Deny, never an allow", async () => {
+    const t = io()
+    t.input.write("o\u0003")
+    const reply = await Effect.runPromise(makeTerminalApprovalChannel(t, { requireTerminal: false, approver: "alice" }).ask(prompt))
+    expect(reply.answer).toEqual({ _tag: "Deny", reason: "cancelled at the approval prompt" })
   })
 
   it("colours the risk only when asked to", () => {

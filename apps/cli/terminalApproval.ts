@@ -6,8 +6,16 @@
  * unanswered until the interceptor's approval timeout is aborted, and the interceptor defers the action.
  * A stream that is not a terminal cannot be asked; the channel then reports itself unavailable, which
  * defers the action to the queue.
+ *
+ * Keys typed before the prompt was on screen never answer it: a person typing their next message while the
+ * model works would otherwise approve an action with whatever letter came next. Everything already waiting
+ * (in the kernel's line buffer, which raw mode releases, and in the stream's own buffer) and everything that
+ * arrives in the first moments after the prompt is drawn is dropped, and so is every key of a burst of
+ * typing that runs on into the prompt, until the keyboard has been quiet for a moment. Only Ctrl-C gets
+ * through early: it denies, and a Deny is always safe.
  */
 import { Effect } from "effect"
+import { PassThrough } from "node:stream"
 import type { ApprovalAnswer, ApprovalChannelApi, ApprovalPrompt, ApprovalReply } from "../../application/ports/approvalChannel.js"
 import { ApprovalUnavailable } from "../../application/ports/approvalChannel.js"
 import { printable } from "./printable.js"
@@ -44,23 +52,61 @@ const optionsFor = (prompt: ApprovalPrompt): Array<{ value: Key; label: string; 
     o.hint === undefined ? { value: o.value, label: o.label } : { value: o.value, label: o.label, hint: o.hint }
   )
 
-/** Reads and discards what is already waiting on a terminal's input (typed ahead), for a short moment. */
-const drainTypeAhead = (input: NodeJS.ReadableStream): Promise<void> =>
-  new Promise((resolve) => {
-    const tty = input as NodeJS.ReadStream
-    if (tty.isTTY !== true || typeof tty.setRawMode !== "function") return resolve()
-    const wasRaw = tty.isRaw
-    tty.setRawMode(true)
-    const discard = () => undefined
-    tty.on("data", discard)
-    tty.resume()
-    setTimeout(() => {
-      tty.off("data", discard)
-      tty.pause()
-      tty.setRawMode(wasRaw)
-      resolve()
-    }, 30)
+/** After the prompt is drawn, keys are dropped for this long: no one reads a prompt and answers it faster. */
+export const TYPE_AHEAD_SETTLE_MS = 100
+/** A dropped key keeps the prompt deaf until the keyboard has been quiet this long (typing that runs on). */
+export const TYPE_AHEAD_QUIET_MS = 300
+
+const CTRL_C = 0x03
+
+/** The input the prompt reads: the terminal's, with what was typed ahead of it left out. */
+interface GuardedInput {
+  readonly stream: PassThrough
+  readonly close: () => void
+}
+
+/**
+ * Reads `input` from now on and passes on only what arrives once the prompt has been up for
+ * TYPE_AHEAD_SETTLE_MS and the keyboard was quiet for TYPE_AHEAD_QUIET_MS before it. On a terminal, raw mode
+ * is set first, so a line typed but not yet entered is released from the kernel and dropped with the rest.
+ */
+const guardInput = (input: NodeJS.ReadableStream, now: () => number): GuardedInput => {
+  const tty = input as Partial<NodeJS.ReadStream>
+  const setRaw = tty.isTTY === true && typeof tty.setRawMode === "function" ? (mode: boolean) => tty.setRawMode?.(mode) : null
+  const wasRaw = tty.isRaw === true
+  setRaw?.(true)
+  const gate = new PassThrough()
+  // The prompt sets raw mode on what it reads: that must reach the terminal.
+  Object.assign(gate, {
+    isTTY: setRaw !== null,
+    setRawMode: (mode: boolean) => {
+      setRaw?.(mode)
+      return gate
+    }
   })
+  let opensAt = now() + TYPE_AHEAD_SETTLE_MS
+  const onData = (chunk: Buffer | string): void => {
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk
+    const at = now()
+    if (at >= opensAt) {
+      gate.write(bytes)
+      return
+    }
+    opensAt = Math.max(opensAt, at + TYPE_AHEAD_QUIET_MS)
+    if (bytes.includes(CTRL_C)) gate.write(Buffer.from([CTRL_C]))
+  }
+  input.on("data", onData)
+  input.resume()
+  return {
+    stream: gate,
+    close: () => {
+      input.off("data", onData)
+      input.pause()
+      setRaw?.(wasRaw)
+      gate.end()
+    }
+  }
+}
 
 /** The text shown above the keys; exported so the tests and the docs show the same thing. */
 export const describePrompt = (prompt: ApprovalPrompt, colour: boolean): string => {
@@ -71,7 +117,8 @@ export const describePrompt = (prompt: ApprovalPrompt, colour: boolean): string 
     `Approve ${printable(prompt.kind)}? ${printable(prompt.summary)}`,
     `  resource: ${printable(prompt.resource)}`,
     `  risk:     ${risk}`,
-    `  why:      ${printable(prompt.reason)}`
+    `  why:      ${printable(prompt.reason)}`,
+    "  (keys typed before this prompt appeared are ignored)"
   ].join("\n")
 }
 
@@ -90,15 +137,18 @@ export const makeTerminalApprovalChannel = (io: TerminalIo, options: { readonly 
           return yield* Effect.fail(new ApprovalUnavailable({ message: "no terminal to ask (stdin or stdout is not a TTY)" }))
         }
         const clack = yield* Effect.promise(() => import("@clack/prompts"))
-        // Keys typed while the model was still writing must not answer this prompt: drop them first.
-        yield* Effect.promise(() => drainTypeAhead(io.input))
         const colour = isTerminal(io.output) && process.env["NO_COLOR"] === undefined
+        // Guarded from just before the prompt is drawn (selectKey draws it at once) until it is gone.
+        const input = yield* Effect.acquireRelease(
+          Effect.sync(() => guardInput(io.input, () => performance.now())),
+          (guarded) => Effect.sync(guarded.close)
+        )
         const key = yield* Effect.tryPromise({
           try: (signal) =>
             clack.selectKey<Key>({
               message: describePrompt(prompt, colour),
               options: optionsFor(prompt),
-              input: io.input as never,
+              input: input.stream as never,
               output: io.output as never,
               signal
             }),
@@ -113,6 +163,6 @@ export const makeTerminalApprovalChannel = (io: TerminalIo, options: { readonly 
         }
         if (key === "d") return { answer: { _tag: "Deny", reason: "denied at the terminal" }, approver } satisfies ApprovalReply
         return { answer: ANSWERS[key], approver } satisfies ApprovalReply
-      })
+      }).pipe(Effect.scoped)
   }
 }
