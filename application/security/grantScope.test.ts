@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
 import { commandLineResource } from "../../domain/security/commandGrant.js"
+import { DEFAULT_POLICY } from "../../domain/security/policy.js"
 import { principalStream, sessionStream } from "../../domain/streams.js"
 import { answer, makeHarness, scriptedChannel } from "../../test/securityHarness.js"
 
@@ -82,4 +83,25 @@ describe("session and workspace allowances", () => {
     expect(await h.intercept({ request: exec("ls; cat secret") })).toMatchObject({ _tag: "Denied", stage: "approval" })
     expect(await h.intercept({ request: exec("ls -la") })).toMatchObject({ _tag: "Denied", stage: "approval" })
   })
+})
+
+describe("what the policy asks about is asked every time, and a blocked program stays blocked wherever it hides", () => {
+  it("an always_ask_tools call answered Allow Always is asked about again; no token or allowance covers it", async () => {
+    const channel = scriptedChannel(answer({ _tag: "AllowAlways" }))
+    const h = await makeHarness({ channel, settings: { policy: { ...DEFAULT_POLICY, alwaysAskTools: ["bank:*"] } } })
+    const call = { _tag: "mcp_tool_call", server: "bank", tool: "transfer", arguments: { to: "x" } } as const
+    expect(await h.intercept({ request: call })).toMatchObject({ _tag: "Allowed" })
+    expect(channel.prompts[0]?.offered).toEqual(["once"])
+    await h.run(h.tokens.mint({ principal: "alice", resource: "mcp://bank:*", permissions: ["invoke"], approvalEventId: "t" }))
+    expect(await h.intercept({ request: call })).toMatchObject({ _tag: "Allowed", proof: expect.stringContaining("approved") })
+    expect(channel.prompts).toHaveLength(2)
+  })
+
+  it.each(["time { sudo id; }", "coproc F { sudo id; }", "time while sudo id; do break; done", "time -p sudo id"])(
+    "%s is blocked by policy even under exec://*",
+    async (command) => {
+      const h = await makeHarness({ channel: scriptedChannel(answer({ _tag: "AllowOnce" })), settings: { preApproved: ["exec://*"] } })
+      expect(await h.intercept({ request: exec(command) })).toMatchObject({ _tag: "Denied", stage: "policy" })
+    }
+  )
 })

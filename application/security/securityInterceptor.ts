@@ -191,7 +191,12 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         const requestedPath = "path" in p.request ? p.request.path : undefined
         const resolution = requestedPath === undefined ? undefined : yield* Effect.either(paths.resolve(p.workspaceRoot, requestedPath))
         const resolved = resolution?._tag === "Right" ? resolution.right : undefined
-        const action = classify(p.request, { workspaceRoot: root.canonical, ...placed(resolved) })
+        // A command's working folder is judged as it really is (a link into protected state is not a way in).
+        const cwdResolution =
+          p.request._tag === "command_exec" && p.request.cwd !== undefined ? yield* Effect.either(paths.resolve(p.workspaceRoot, p.request.cwd)) : undefined
+        const judgedRequest =
+          p.request._tag === "command_exec" && cwdResolution?._tag === "Right" ? { ...p.request, cwd: cwdResolution.right.canonical } : p.request
+        const classified = classify(judgedRequest, { workspaceRoot: root.canonical, ...placed(resolved) })
         const session = sessionStream(p.sessionId)
         const workspace = workspaceStreamOf(crypto.blake3Hex, root.canonical)
         const meta = { principal: p.principal, sessionId: p.sessionId, correlationId: actionId }
@@ -208,10 +213,10 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         const proposed = draft({
           _tag: "ActionProposed",
           actionId,
-          kind: action.kind,
-          resource: action.resource,
-          risk: action.risk,
-          summary: action.summary,
+          kind: classified.kind,
+          resource: classified.resource,
+          risk: classified.risk,
+          summary: classified.summary,
           arguments: p.request,
           estimatedCostMicros: p.estimatedCostMicros
         })
@@ -225,11 +230,16 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         if (resolution?._tag === "Left") {
           return yield* deny("policy", `cannot resolve ${resolution.left.path}: ${resolution.left.message}`, "use a plain path inside the workspace", true)
         }
+        if (cwdResolution?._tag === "Left") {
+          return yield* deny("policy", `cannot resolve the working folder ${cwdResolution.left.path}: ${cwdResolution.left.message}`, "run the command from a folder that exists", true)
+        }
 
         // 1. Policy: final, whatever tokens or humans say (I3).
-        const verdict = evaluatePolicy(settings.policy, action)
+        const verdict = evaluatePolicy(settings.policy, classified)
         if (verdict._tag === "Blocked") return yield* deny("policy", verdict.reason, verdict.remedy, true)
-        const boundary = boundaryVerdict(settings.workspaceMode, settings.escapePolicy, action)
+        // The policy asks: a person decides this action itself, every time; no standing grant covers it.
+        const action = verdict._tag === "AskRequired" ? askedEveryTime(classified) : classified
+        const boundary = boundaryVerdict(settings.workspaceMode, settings.escapePolicy, classified)
         if (boundary === "deny") {
           return yield* deny("policy", `${action.summary}: outside the workspace, and escape_policy is deny`, "set [security] escape_policy = \"ask\" to be asked instead", true)
         }
@@ -346,7 +356,14 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
             resource: action.resource,
             risk: action.risk,
             summary: action.summary,
-            reason: action.alwaysAsk ? `${action.kind} always needs a human` : boundary === "ask" ? "the workspace mode asks for this" : "policy asks for this",
+            reason:
+              verdict._tag === "AskRequired"
+                ? verdict.reason
+                : action.alwaysAsk
+                  ? `${action.kind} always needs a human`
+                  : boundary === "ask"
+                    ? "the workspace mode asks for this"
+                    : "policy asks for this",
             offered: offeredScopes(action)
           })
           .pipe(
@@ -519,10 +536,11 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         const root = yield* paths.resolve(entry.workspace, ".").pipe(Effect.mapError(fail("could not resolve the workspace root")))
         const requestedPath = "path" in request.right ? request.right.path : undefined
         const resolved = requestedPath === undefined ? undefined : yield* paths.resolve(entry.workspace, requestedPath).pipe(Effect.mapError(fail("could not resolve the path")))
-        const action = classify(request.right, { workspaceRoot: root.canonical, ...placed(resolved) })
-        const verdict = evaluatePolicy(settings.policy, action)
+        const classified = classify(request.right, { workspaceRoot: root.canonical, ...placed(resolved) })
+        const verdict = evaluatePolicy(settings.policy, classified)
         if (verdict._tag === "Blocked") return yield* denied("policy", verdict.reason, verdict.remedy)
-        if (boundaryVerdict(settings.workspaceMode, settings.escapePolicy, action) === "deny") {
+        const action = verdict._tag === "AskRequired" ? askedEveryTime(classified) : classified
+        if (boundaryVerdict(settings.workspaceMode, settings.escapePolicy, classified) === "deny") {
           return yield* denied("policy", `${action.summary}: outside the workspace, and escape_policy is deny`, null)
         }
         const workspace = workspaceStreamOf(crypto.blake3Hex, root.canonical)
@@ -559,6 +577,9 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
  */
 export const allowancePatternOf = (action: ClassifiedAction): string =>
   action.request._tag === "command_exec" ? escapeCommandPattern(action.request.command) : escapeGlob(action.resource)
+
+/** An action the policy wants a person to decide: no token, allowance or pre-approval, Allow Once only. */
+const askedEveryTime = (action: ClassifiedAction): ClassifiedAction => ({ ...action, alwaysAsk: true, onceOnly: true })
 
 /** What the file system said of a request's path, as classification takes it. */
 const placed = (resolved: ResolvedPath | undefined): { readonly canonicalPath?: string; readonly hardLinked?: boolean } =>

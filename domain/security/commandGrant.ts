@@ -62,10 +62,93 @@ export const grantCoversCommand = (pattern: string, command: string, match: UriM
     return runsOneProgramPlainly(command)
   }
   const parsed = parseCommandLine(command)
-  if (parsed._tag === "Unparseable" || parsed.commands.length === 0) return false
+  // A variable set anywhere on the line (`PATH=.; git`, `HOME=. ; git`) may change what a later program runs.
+  if (parsed._tag === "Unparseable" || parsed.commands.length === 0 || parsed.assigned.length > 0) return false
   return parsed.commands.every(
-    (cmd) => !cmd.dynamic && cmd.assigns !== true && !cmd.path.includes("/") && programsOf(cmd).every((program) => match(pattern, `exec://${program}`))
+    (cmd) =>
+      !cmd.dynamic &&
+      cmd.assigns !== true &&
+      !cmd.path.includes("/") &&
+      runsGivenCode(cmd) === undefined &&
+      programsOf(cmd).every((program) => match(pattern, `exec://${program}`))
   )
+}
+
+const GIT_CODE_SUBCOMMANDS = new Set(["config", "submodule", "bisect", "filter-branch", "filter-repo", "difftool", "mergetool", "send-email", "daemon", "instaweb", "credential"])
+// Before the subcommand: options that load another configuration or another git.
+const GIT_GLOBAL_CODE_OPTIONS = ["-c", "--config-env", "--exec-path", "-C", "--git-dir", "--work-tree"]
+// After it: options that name a program or a template of hooks, per subcommand.
+const GIT_SUBCOMMAND_CODE_OPTIONS: Readonly<Record<string, ReadonlyArray<string>>> = {
+  clone: ["-u", "--upload-pack", "--template", "-c", "--config"],
+  fetch: ["--upload-pack"],
+  pull: ["--upload-pack"],
+  "ls-remote": ["--upload-pack"],
+  push: ["--receive-pack", "--exec"],
+  archive: ["--exec"],
+  rebase: ["-x", "--exec"],
+  init: ["--template"]
+}
+const TAR_CODE_OPTIONS = ["--to-command", "--checkpoint-action", "--use-compress-program", "-I", "--info-script", "-F", "--new-volume-script", "--rsh-command", "--rmt-command"]
+const RSYNC_CODE_OPTIONS = ["-e", "--rsh", "--rsync-path"]
+const SSH_CODE_OPTIONS = /^(ProxyCommand|LocalCommand|PermitLocalCommand|KnownHostsCommand|Match)\b/i
+const ZIP_CODE_OPTIONS = ["-TT", "--unzip-command"]
+// A sed script that runs a command (`e`, the `e` flag of `s`) or writes a file (`w`, the `w` flag).
+const SED_CODE = /(^|[;\n{}!0-9$\/])\s*[ew](\s|;|$)|\/[gpiImMe0-9]*[ew][gpiImM0-9]*\s*($|[;}\s])/
+
+const hasOption = (argv: ReadonlyArray<string>, options: ReadonlyArray<string>): string | undefined =>
+  argv.find((a) => options.some((o) => a === o || a.startsWith(`${o}=`) || (o.length === 2 && !o.startsWith("--") && a.startsWith(o) && !a.startsWith("--"))))
+
+/**
+ * Why a program, as called, runs code that its arguments or a configuration name (git's `-c core.fsmonitor=…`,
+ * `tar --to-command`, `rsync -e`, ssh's ProxyCommand, sed's `e`), or undefined. A program grant is for the
+ * program doing its own work; such a call is another program in disguise and needs a person.
+ */
+export const runsGivenCode = (cmd: SimpleCommand): string | undefined => {
+  const argv = cmd.argv
+  switch (cmd.program.toLowerCase()) {
+    case "git": {
+      const at = argv.findIndex((a) => !a.startsWith("-"))
+      const global = hasOption(at === -1 ? argv : argv.slice(0, at), GIT_GLOBAL_CODE_OPTIONS)
+      if (global !== undefined) return `git ${global} can make git load another configuration or program`
+      const sub = at === -1 ? undefined : argv[at]
+      if (sub === undefined) return undefined
+      if (GIT_CODE_SUBCOMMANDS.has(sub)) return `git ${sub} can run or configure other programs`
+      const option = hasOption(argv.slice(at + 1), GIT_SUBCOMMAND_CODE_OPTIONS[sub] ?? [])
+      return option === undefined ? undefined : `git ${sub} ${option} names a program for git to run`
+    }
+    case "tar":
+    case "gtar":
+    case "bsdtar": {
+      const option = hasOption(argv, TAR_CODE_OPTIONS)
+      return option === undefined ? undefined : `tar ${option} runs a program`
+    }
+    case "rsync": {
+      const option = hasOption(argv, RSYNC_CODE_OPTIONS)
+      return option === undefined ? undefined : `rsync ${option} runs a program`
+    }
+    case "ssh":
+    case "scp":
+    case "sftp": {
+      for (let i = 0; i < argv.length; i++) {
+        const a = argv[i] ?? ""
+        const value = a === "-o" ? argv[i + 1] : a.startsWith("-o") ? a.slice(2) : undefined
+        if (value !== undefined && SSH_CODE_OPTIONS.test(value.trim())) return `${cmd.program} -o ${value} runs a program`
+        if (a === "-S" || a === "-F") return `${cmd.program} ${a} reads connection settings from a file`
+      }
+      return undefined
+    }
+    case "zip": {
+      const option = hasOption(argv, ZIP_CODE_OPTIONS)
+      return option === undefined ? undefined : `zip ${option} runs a program`
+    }
+    case "sed":
+    case "gsed": {
+      const script = argv.find((a) => !a.startsWith("-") && SED_CODE.test(a)) ?? argv.find((a, i) => argv[i - 1] === "-e" && SED_CODE.test(a))
+      return script === undefined ? undefined : `the sed script ${script} runs a command or writes a file`
+    }
+    default:
+      return undefined
+  }
 }
 
 /** One program, named bare, with no operator, wrapper, substitution, expansion or assignment around it. */

@@ -49,7 +49,15 @@ export interface SimpleCommand {
 }
 
 export type CommandLine =
-  | { readonly _tag: "Parsed"; readonly commands: ReadonlyArray<SimpleCommand> }
+  | {
+      readonly _tag: "Parsed"
+      readonly commands: ReadonlyArray<SimpleCommand>
+      /**
+       * Every variable the line assigns, before a program (`PATH=. git`) or on its own (`PATH=.; git`,
+       * `HOME=.` on a line of its own): what later programs on the line do may depend on them.
+       */
+      readonly assigned: ReadonlyArray<string>
+    }
   | { readonly _tag: "Unparseable"; readonly reason: string }
 
 /**
@@ -62,10 +70,12 @@ export const hasShellMetacharacters = (s: string): boolean => /[;|&<>`\n\r]|\$\(
 export const parseCommandLine = (input: string): CommandLine => {
   if (input.includes("\u0000")) return { _tag: "Unparseable", reason: "the command contains a NUL character" }
   const out: Array<SimpleCommand> = []
+  const assigned: Array<string> = []
+  ASSIGNED.set(out, assigned)
   try {
     const parser = new Parser(input, out, 0, [])
     parser.parseList("eof")
-    return { _tag: "Parsed", commands: out }
+    return { _tag: "Parsed", commands: out, assigned: [...new Set(assigned)] }
   } catch (e) {
     if (e instanceof ParseFailure) return { _tag: "Unparseable", reason: e.reason }
     // A stack overflow on hostile input must still fail closed, not crash the interceptor.
@@ -73,6 +83,9 @@ export const parseCommandLine = (input: string): CommandLine => {
     throw e
   }
 }
+
+// The variables assigned anywhere in one parse, shared by the nested parsers of one line through its output.
+const ASSIGNED = new WeakMap<Array<SimpleCommand>, Array<string>>()
 
 /** Basename of a program word: what the shell looks up or the kernel executes. */
 export const programName = (word: string): string => {
@@ -328,6 +341,15 @@ class Parser {
       const word = this.readWord()
       if (words.length === 0 && !word.quoted && !word.dynamic) {
         const w = word.text
+        if (w === "time") {
+          // `time` is a reserved word before a pipeline: what follows may be a compound command (`time { …; }`).
+          this.skipTimeOptions()
+          continue
+        }
+        if (w === "coproc") {
+          this.skipCoprocName()
+          continue
+        }
         if (TRANSPARENT_RESERVED.has(w)) continue
         if (w === "for" || w === "select") {
           this.readForHeader()
@@ -354,6 +376,31 @@ class Parser {
       words.push(word)
     }
     this.emit(words, redirects)
+  }
+
+  /** After `time`: its own `-p` and `--`. */
+  private skipTimeOptions(): void {
+    for (;;) {
+      this.skipBlanks()
+      if (this.atPlainWord("-p") || this.atPlainWord("--")) this.readWord()
+      else return
+    }
+  }
+
+  /** After `coproc`: a NAME that is followed by a compound command is a name, not a program. */
+  private skipCoprocName(): void {
+    const start = this.pos
+    this.skipBlanks()
+    const c = this.peek()
+    if (c === undefined || WORD_BREAK.has(c) || c === "{") {
+      this.pos = start
+      return
+    }
+    const name = this.readWord()
+    this.skipBlanks()
+    const next = this.peek()
+    const compound = next === "{" || next === "(" || ["while", "until", "if", "for", "select", "case", "[["].some((k) => this.atPlainWord(k))
+    if (name.quoted || name.dynamic || !compound) this.pos = start
   }
 
   /** At `(` after a function name: consumes `( )` and returns true if that is what follows. */
@@ -818,11 +865,20 @@ class Parser {
   private emit(words: ReadonlyArray<Word>, redirects: ReadonlyArray<string>): void {
     let i = 0
     while (i < words.length && isAssignment(words[i])) i++
+    this.noteAssigned(words.slice(0, i))
     this.assigning = i > 0
     this.redirecting = redirects
     this.unwrap(words.slice(i), this.baseWrappers)
     this.assigning = false
     this.redirecting = []
+  }
+
+  private noteAssigned(words: ReadonlyArray<Word>): void {
+    const names = ASSIGNED.get(this.out)
+    for (const w of words) {
+      const name = /^[A-Za-z_][A-Za-z0-9_]*/.exec(w.raw)?.[0]
+      if (name !== undefined) names?.push(name)
+    }
   }
 
   private push(head: Word, args: ReadonlyArray<Word>, wrappers: ReadonlyArray<string>, dynamic = false): void {
@@ -870,6 +926,7 @@ class Parser {
         if (spec.assignments === true) {
           const before = i
           while (i < args.length && isAssignment(args[i])) i++
+          this.noteAssigned(args.slice(before, i))
           if (i > before) this.assigning = true
         }
         if (i >= args.length) {
