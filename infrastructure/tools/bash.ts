@@ -97,15 +97,27 @@ const start = (command: string, cwd: string, rules: EnvironmentRules, mode: Cont
   child.stdout.on("data", collect)
   child.stderr.on("data", collect)
   const rootPid = child.pid
+  const stop: Effect.Effect<void> =
+    rootPid === undefined
+      ? Effect.void
+      : mode._tag === "PidNamespace"
+        ? Effect.suspend(() => stopNamespace(running, rootPid))
+        : Effect.zipRight(Effect.sync(() => killGroup(rootPid)), Effect.asVoid(reapCall({ rootPid, marker, sinceTicks })))
+  // Once the shell has exited and a stop found the call's processes gone, nothing of the call is left to
+  // start another: a second stop (the release after the normal end) would only scan again.
+  let finished = false
   const running: Running = {
     child,
     chunks,
-    stopAll:
-      rootPid === undefined
-        ? Effect.void
-        : mode._tag === "PidNamespace"
-          ? Effect.suspend(() => stopNamespace(running, rootPid))
-          : Effect.zipRight(Effect.sync(() => killGroup(rootPid)), Effect.asVoid(reapCall({ rootPid, marker, sinceTicks }))),
+    stopAll: Effect.suspend(() => {
+      if (finished) return Effect.void
+      const exitedBefore = running.exit !== null || running.failure !== null
+      return Effect.tap(stop, () =>
+        Effect.sync(() => {
+          finished = exitedBefore
+        })
+      )
+    }),
     exit: null,
     failure: null,
     closed: false
