@@ -293,19 +293,51 @@ export const runsLater = (canonicalPath: string): string | undefined => {
   const parent = segments[segments.length - 2] ?? ""
   const has = (dir: string, sub?: string): boolean =>
     segments.some((s, i) => s === dir && (sub === undefined ? i < segments.length - 1 : segments[i + 1] === sub && i + 1 < segments.length - 1))
-  if (has(".git", "hooks") || (parent === ".git" && name === "hooks")) return "a git hook"
-  if (parent === ".git" && (name === "config" || name === "info")) return "git configuration"
-  if (has(".git", "info")) return "git configuration"
+  const git = segments.indexOf(".git")
+  if (git !== -1 && git < segments.length - 1) {
+    // Inside a git folder only the object store, refs, logs and a few state files are plain data; hooks,
+    // config (core.hooksPath, core.fsmonitor, aliases), info/attributes, modules and worktrees run code.
+    const next = segments[git + 1] ?? ""
+    const below = segments.length - git - 1
+    const plain = below === 1 ? GIT_DATA.has(next) : GIT_DATA_DIRS.has(next)
+    if (!plain) return segments.includes("hooks") ? "a git hook" : "git configuration"
+  }
+  // A file named .git points git at another folder (`gitdir: …`) with its own config and hooks.
+  if (name === ".git") return "a git folder pointer"
   if (has(".husky")) return "a git hook (husky)"
+  if (name === ".gitconfig" || has(".config", "git")) return "git configuration"
   if (SHELL_STARTUP.has(name)) return "a shell startup file"
   if (parent === "fish" && name === "config.fish") return "a shell startup file"
   if (PACKAGE_FILES.has(name)) return "package scripts or settings"
-  if (has(".github", "workflows") || name === ".gitlab-ci.yml") return "a CI workflow"
+  if (BUILD_FILES.has(name) || (parent === ".cargo" && (name === "config" || name === "config.toml"))) return "a build or test script"
+  if (has(".github", "workflows") || name === ".gitlab-ci.yml" || name === "Jenkinsfile" || has(".circleci")) return "a CI workflow"
   if (parent === ".vscode" && (name === "tasks.json" || name === "settings.json" || name === "launch.json")) return "editor tasks or settings"
+  if (name === "devcontainer.json" || name === ".devcontainer.json") return "a dev container definition"
   if (parent === ".ssh" && SSH_FILES.has(name)) return "ssh configuration"
+  if (NETWORK_SETTINGS.has(name)) return "network client settings"
+  if (has(".local", "bin")) return "a program on PATH"
   if (has("autostart") || has("systemd", "user")) return "a service or autostart entry"
   return undefined
 }
+
+// Plain data inside a git folder: the first segment below `.git`, and the files directly in it.
+const GIT_DATA_DIRS = new Set(["objects", "refs", "logs", "lfs", "rr-cache"])
+const GIT_DATA = new Set([
+  ...GIT_DATA_DIRS,
+  "HEAD",
+  "ORIG_HEAD",
+  "FETCH_HEAD",
+  "MERGE_HEAD",
+  "CHERRY_PICK_HEAD",
+  "index",
+  "COMMIT_EDITMSG",
+  "packed-refs",
+  "description",
+  "MERGE_MSG",
+  "TAG_EDITMSG"
+])
+const BUILD_FILES = new Set(["setup.py", "conftest.py", "build.rs", "Justfile", "justfile", "Taskfile.yml", "Taskfile.yaml", ".mise.toml", "mise.toml", "noxfile.py"])
+const NETWORK_SETTINGS = new Set([".curlrc", ".wgetrc", "pip.conf", ".pypirc", ".netrc"])
 
 const SHELL_STARTUP = new Set([
   ".bashrc",
@@ -326,7 +358,8 @@ const SHELL_STARTUP = new Set([
   ".xprofile",
   ".xinitrc",
   ".envrc",
-  ".pam_environment"
+  ".pam_environment",
+  ".bash_aliases"
 ])
 const PACKAGE_FILES = new Set([
   "package.json",

@@ -27,11 +27,11 @@
  * action and every command whose words reach it (protectedState.ts, I10), before anything else is looked at.
  */
 import type { ActionRequest, ClassifiedAction } from "./action.js"
-import { show } from "./classify.js"
+import { runsLater, show } from "./classify.js"
 import { parseCommandLine, programName, type SimpleCommand } from "./commandLine.js"
 import { globMatch, hostPatternMatches } from "./glob.js"
 import { networkTargetsOf } from "./commandHosts.js"
-import { commandTouchesProtected, enablesDotGlob, protectedPath, type ProtectedHit, type ProtectedState } from "./protectedState.js"
+import { asPath, commandTouchesProtected, globOptionsOf, protectedPath, type ProtectedHit, type ProtectedState, workingFolders } from "./protectedState.js"
 
 export interface SecurityPolicy {
   readonly blockedCommands: ReadonlyArray<string>
@@ -188,10 +188,13 @@ const checkCommand = (policy: SecurityPolicy, command: string, cwd: string | und
     )
   }
   const entries = policy.blockedCommands.map(compileEntry)
-  const dotGlob = enablesDotGlob(command)
-  for (const cmd of parsed.commands) {
-    const hit = commandTouchesProtected(policy.protectedState, cmd, cwd, dotGlob)
+  const globs = globOptionsOf(command)
+  const folders = workingFolders(parsed.commands, policy.protectedState, cwd)
+  let runsLaterWrite: string | undefined
+  for (const [i, cmd] of parsed.commands.entries()) {
+    const hit = commandTouchesProtected(policy.protectedState, cmd, folders[i], globs)
     if (hit !== undefined) return protectedBlock(`the command ${show(command)}`, hit)
+    runsLaterWrite ??= writesRunsLater(cmd, policy.protectedState, folders[i])
     if (cmd.dynamic && entries.length > 0) {
       return blocked(
         "blocked_commands: unverifiable program",
@@ -211,7 +214,30 @@ const checkCommand = (policy: SecurityPolicy, command: string, cwd: string | und
       }
     }
   }
-  return checkCommandHosts(policy, command, parsed.commands)
+  const hosts = checkCommandHosts(policy, command, parsed.commands)
+  if (hosts !== null || runsLaterWrite === undefined) return hosts
+  return { _tag: "AskRequired", reason: `the command ${show(command)} writes ${runsLaterWrite}, whose code runs later outside any check` }
+}
+
+/**
+ * A file the command writes whose content runs later (classify.ts `runsLater`), described, or undefined:
+ * redirection targets, and the destinations of tee, cp, mv, install, ln, sed -i, chmod and `git config`.
+ */
+const writesRunsLater = (cmd: SimpleCommand, state: ProtectedState, cwd: string | undefined): string | undefined => {
+  const operands = cmd.argv.filter((a) => !a.startsWith("-"))
+  const program = cmd.program.toLowerCase()
+  const targets: Array<string> = [...(cmd.redirects ?? [])]
+  if (program === "tee" || program === "truncate") targets.push(...operands)
+  else if (["cp", "mv", "install", "ln"].includes(program) && operands.length >= 2) targets.push(operands[operands.length - 1] ?? "")
+  else if ((program === "sed" || program === "gsed") && cmd.argv.some((a) => a === "-i" || a.startsWith("-i") || a.startsWith("--in-place"))) targets.push(...operands)
+  else if (program === "chmod" || program === "chown") targets.push(...operands.slice(1))
+  else if (program === "git" && cmd.argv.includes("config") && operands.length >= 3) targets.push(".git/config")
+  for (const target of targets) {
+    const path = asPath(target, state, cwd) ?? target
+    const kind = runsLater(path.startsWith("/") ? path : `/${path}`)
+    if (kind !== undefined) return `${show(target)} (${kind})`
+  }
+  return undefined
 }
 
 interface BlockedEntry {

@@ -1,7 +1,7 @@
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { parseCommandLine, type SimpleCommand } from "./commandLine.js"
-import { commandTouchesProtected, protectedPath, type ProtectedState } from "./protectedState.js"
+import { commandTouchesProtected, globOptionsOf, protectedPath, type ProtectedState, workingFolders } from "./protectedState.js"
 
 const STATE: ProtectedState = { roots: ["/srv/astrid-home"], home: "/home/ada" }
 const commandsOf = (line: string): ReadonlyArray<SimpleCommand> => {
@@ -9,7 +9,11 @@ const commandsOf = (line: string): ReadonlyArray<SimpleCommand> => {
   if (parsed._tag !== "Parsed") throw new Error(`does not parse: ${line}`)
   return parsed.commands
 }
-const touches = (line: string, cwd = "/home/ada/project"): boolean => commandsOf(line).some((c) => commandTouchesProtected(STATE, c, cwd, /dotglob/.test(line)) !== undefined)
+const touches = (line: string, cwd = "/home/ada/project"): boolean => {
+  const commands = commandsOf(line)
+  const folders = workingFolders(commands, STATE, cwd)
+  return commands.some((c, i) => commandTouchesProtected(STATE, c, folders[i], globOptionsOf(line)) !== undefined)
+}
 
 describe("protectedPath (file actions, on canonical paths)", () => {
   it.each([
@@ -42,12 +46,38 @@ describe("commandTouchesProtected (command words)", () => {
     "grep -rn key /srv",
     "rsync -a / /backup",
     "vim .astrid/config.toml",
-    "git --git-dir=.astrid/x log"
+    "git --git-dir=.astrid/x log",
+    // Found by review: brace alternatives, case-blind globbing, a cd earlier on the line, recursion spelled
+    // another way or with no folder named.
+    "cat /srv/{astrid-home,x}/keys/runtime.key",
+    "cat .ast{r,}id/config.toml",
+    "shopt -s nocaseglob; cat .ASTRI?/config.toml",
+    "cd /srv; cat astrid-home/keys/runtime.key",
+    "pushd /srv && cat astrid-home/config.toml",
+    "cd /srv && grep -r key",
+    "cd /srv; find -name '*.key'",
+    "grep -d recurse key /srv",
+    "grep --directories=recurse key /srv",
+    "7z a /tmp/x.7z /srv",
+    "zip -R /tmp/x.zip /srv"
   ])("%s reaches it", (line) => {
     expect(touches(line)).toBe(true)
   })
 
-  it.each(["ls /srv", "cat /srv/other/file", "grep key /srv/notes.txt", "cat *.ts", "ls -la", "cat src/astrid.ts", "echo .astridx"])("%s does not", (line) => {
+  it.each([
+    "ls /srv",
+    "cat /srv/other/file",
+    "grep key /srv/notes.txt",
+    "cat *.ts",
+    "ls -la",
+    "cat src/astrid.ts",
+    "echo .astridx",
+    "ls -d .*",
+    "du -sh .[!.]*",
+    "grep -r foo .",
+    "find . -name '*.ts'",
+    "cd /tmp && grep -r key"
+  ])("%s does not", (line) => {
     expect(touches(line)).toBe(false)
   })
 

@@ -70,7 +70,7 @@ const fold = (absolute: string): string => {
 }
 
 /** A word read as a path: `~` and `$HOME` expanded, relative to `cwd`; undefined when that cannot be done. */
-const asPath = (word: string, state: ProtectedState, cwd: string | undefined): string | undefined => {
+export const asPath = (word: string, state: Pick<ProtectedState, "home">, cwd: string | undefined): string | undefined => {
   let w = word
   if (state.home !== undefined) {
     if (w === "~" || w.startsWith("~/")) w = state.home + w.slice(1)
@@ -105,42 +105,101 @@ const globReaches = (pattern: string, target: string, dotGlob: boolean): boolean
   return p.length >= t.length
 }
 
-// Programs that walk a folder given to them, and the flag that makes them do so (null: they always do).
+// Programs that read or change what is inside a folder given to them, and the flags that make them do so
+// (null: they always do). Listing names or sizes (ls -R, du, tree) reads no content and is not counted.
 const RECURSIVE: Readonly<Record<string, ReadonlyArray<string> | null>> = {
   find: null,
   tar: null,
+  bsdtar: null,
+  gtar: null,
+  cpio: null,
+  "7z": null,
+  "7za": null,
+  "7zz": null,
   rsync: null,
-  du: null,
-  tree: null,
   rg: null,
   ag: null,
   ack: null,
   fd: null,
   fdfind: null,
-  zip: ["-r", "--recurse-paths"],
-  grep: ["-r", "-R", "--recursive", "--dereference-recursive"],
-  egrep: ["-r", "-R", "--recursive"],
-  fgrep: ["-r", "-R", "--recursive"],
+  zip: ["-r", "-R", "--recurse-paths", "--recurse-patterns"],
+  grep: ["-r", "-R", "--recursive", "--dereference-recursive", "recurse", "--directories=recurse"],
+  egrep: ["-r", "-R", "--recursive", "recurse", "--directories=recurse"],
+  fgrep: ["-r", "-R", "--recursive", "recurse", "--directories=recurse"],
   cp: ["-r", "-R", "-a", "--recursive", "--archive"],
   scp: ["-r"],
   rm: ["-r", "-R", "--recursive"],
   chmod: ["-R", "--recursive"],
   chown: ["-R", "--recursive"],
   chgrp: ["-R", "--recursive"],
+  mv: null
 }
+
+// Programs that search the working folder when given no folder of their own.
+const WALKS_CWD_BY_DEFAULT = new Set(["find", "rg", "ag", "ack", "fd", "fdfind", "grep", "egrep", "fgrep"])
+// The first operand of these is a pattern, not a path.
+const PATTERN_FIRST = new Set(["grep", "egrep", "fgrep", "rg", "ag", "ack", "fd", "fdfind"])
 
 const walksFolders = (cmd: SimpleCommand): boolean => {
   const flags = RECURSIVE[cmd.program.toLowerCase()]
   if (flags === undefined) return false
   if (flags === null) return true
-  // A flag alone (`-r`) or in a cluster of short flags (`-rf`).
+  // A flag alone (`-r`), in a cluster of short flags (`-rf`), or an option's value (`-d recurse`).
   const short = flags.filter((f) => /^-[A-Za-z]$/.test(f)).map((f) => f.slice(1))
   return cmd.argv.some((a) => flags.includes(a) || (/^-[A-Za-z]+$/.test(a) && short.some((ch) => a.includes(ch))))
 }
 
-/** The candidate paths in one word: the word itself, an option's `=value`, and each part of a `:` list. */
+/** The operands of a command that name files: not options, and not a search program's pattern. */
+const pathOperands = (cmd: SimpleCommand): ReadonlyArray<string> => {
+  if (cmd.program.toLowerCase() === "find") {
+    // find's paths come first; its expression starts at the first `-`, `(` or `!`.
+    const end = cmd.argv.findIndex((a) => a.startsWith("-") || a === "(" || a === "!")
+    return end === -1 ? cmd.argv : cmd.argv.slice(0, end)
+  }
+  const operands = cmd.argv.filter((a) => a === "-" || !a.startsWith("-"))
+  return PATTERN_FIRST.has(cmd.program.toLowerCase()) && !cmd.argv.some((a) => a === "-e" || a.startsWith("--regexp") || a === "-f") ? operands.slice(1) : operands
+}
+
+// Programs that only name or measure what they are given: a glob naming a `.astrid` folder as its last part
+// reaches no content through them.
+const NAMES_ONLY = new Set(["ls", "du", "stat", "file", "echo", "printf", "test", "[", "basename", "dirname", "realpath", "readlink", "wc"])
+
+/** `{a,b}` alternatives written out (nested, at most LIMIT words), as bash expands them before anything else. */
+export const expandBraces = (word: string, limit = 64): ReadonlyArray<string> => {
+  const out: Array<string> = []
+  const pending = [word]
+  while (pending.length > 0 && out.length + pending.length <= limit) {
+    const w = pending.pop() ?? ""
+    const open = w.indexOf("{")
+    let depth = 0
+    let close = -1
+    const commas: Array<number> = []
+    for (let i = open; open !== -1 && i < w.length; i++) {
+      const c = w[i]
+      if (c === "{") depth++
+      else if (c === "}" && --depth === 0) {
+        close = i
+        break
+      } else if (c === "," && depth === 1) commas.push(i)
+    }
+    if (open === -1 || close === -1 || commas.length === 0) {
+      out.push(w)
+      continue
+    }
+    const head = w.slice(0, open)
+    const tail = w.slice(close + 1)
+    let from = open + 1
+    for (const at of [...commas, close]) {
+      pending.push(head + w.slice(from, at) + tail)
+      from = at + 1
+    }
+  }
+  return [...out, ...pending]
+}
+
+/** The candidate paths in one word: its brace alternatives, an option's `=value`, each part of a `:` list. */
 const candidatesOf = (word: string): ReadonlyArray<string> => {
-  const out = new Set<string>([word])
+  const out = new Set<string>(expandBraces(word))
   const eq = word.indexOf("=")
   if (eq !== -1) out.add(word.slice(eq + 1))
   for (const w of [...out]) for (const part of w.split(":")) if (part !== "") out.add(part)
@@ -151,37 +210,88 @@ const candidatesOf = (word: string): ReadonlyArray<string> => {
  * The protected place a simple command's words reach, or undefined. `cwd` is the folder the command runs in
  * (relative words are read against it); `dotGlob` is set when the line turns on globbing of dot files.
  */
+/** How the shell's globbing may have been changed earlier on the line. */
+export interface GlobOptions {
+  /** `*` matches names starting with `.` (`shopt -s dotglob`, GLOBIGNORE). */
+  readonly dotGlob: boolean
+  /** Globs ignore case (`shopt -s nocaseglob`). */
+  readonly noCase: boolean
+}
+
+/** What a command line may have turned on, read from its text (a mention is enough to assume it). */
+export const globOptionsOf = (command: string): GlobOptions => ({
+  dotGlob: /dotglob|GLOBIGNORE|globdots/.test(command),
+  noCase: /nocaseglob|nocasematch|globasciiranges/.test(command)
+})
+
+const globMatches = (pattern: string, name: string, options: GlobOptions): boolean =>
+  options.noCase ? globMatch(pattern.toLowerCase(), name.toLowerCase()) : globMatch(pattern, name)
+
+/** Does a segment name the `.astrid` folder, as written or as a glob that would match it? */
+const namesAstridDir = (seg: string, options: GlobOptions): boolean => {
+  if (seg === ASTRID_DIR || (options.noCase && seg.toLowerCase() === ASTRID_DIR)) return true
+  return GLOB.test(seg) && (seg.startsWith(".") || options.dotGlob) && globMatches(seg, ASTRID_DIR, options)
+}
+
+/**
+ * The protected place a simple command's words reach, or undefined. `cwd` is the folder the command runs in
+ * (relative words are read against it); `options` are the glob settings the line may have turned on.
+ */
 export const commandTouchesProtected = (
   state: ProtectedState,
   cmd: SimpleCommand,
   cwd: string | undefined,
-  dotGlob: boolean
+  options: GlobOptions
 ): ProtectedHit | undefined => {
   const words = [cmd.path, ...cmd.argv, ...(cmd.redirects ?? [])]
   const walks = walksFolders(cmd)
+  const namesOnly = !walks && NAMES_ONLY.has(cmd.program.toLowerCase())
   for (const word of words) {
     for (const candidate of candidatesOf(word)) {
-      // A `.astrid` segment, written or matched by a glob, is protected wherever it is.
-      for (const seg of segmentsOf(candidate)) {
-        if (seg === ASTRID_DIR || (GLOB.test(seg) && (seg.startsWith(".") || dotGlob) && globMatch(seg, ASTRID_DIR))) {
-          return { setting: ".astrid", path: candidate, root: ASTRID_DIR }
-        }
+      // A `.astrid` segment, written or matched by a glob, is protected wherever it is; a listing program may
+      // name the folder itself (`ls -d .*`), never what is inside it.
+      const segments = segmentsOf(candidate)
+      const hit = segments.findIndex((seg) => namesAstridDir(seg, options))
+      if (hit !== -1 && !(namesOnly && hit === segments.length - 1 && segments[hit] !== ASTRID_DIR)) {
+        return { setting: ".astrid", path: candidate, root: ASTRID_DIR }
       }
       const path = asPath(candidate, state, cwd)
       if (path === undefined) continue
       for (const root of state.roots) {
-        if (GLOB.test(path) ? globReaches(path, root, dotGlob) : within(root, path)) return { setting: "ASTRID_HOME", path, root }
+        const reached = GLOB.test(path) ? globReaches(options.noCase ? path.toLowerCase() : path, options.noCase ? root.toLowerCase() : root, options.dotGlob) : within(root, path)
+        if (reached && !(namesOnly && GLOB.test(path) && segmentsOf(path).length <= segmentsOf(root).length)) return { setting: "ASTRID_HOME", path, root }
         // A folder that holds the root, given to a program that walks it.
         if (walks && !GLOB.test(path) && within(path, root)) return { setting: "ASTRID_HOME", path, root }
       }
     }
   }
   if (cwd !== undefined) {
-    const inside = protectedPath(state, fold(cwd))
+    const here = fold(cwd)
+    const inside = protectedPath(state, here)
     if (inside !== undefined) return inside
+    // A search with no folder of its own walks the working folder.
+    if (walks && WALKS_CWD_BY_DEFAULT.has(cmd.program.toLowerCase()) && pathOperands(cmd).length === 0) {
+      const root = state.roots.find((r) => within(here, r))
+      if (root !== undefined) return { setting: "ASTRID_HOME", path: here, root }
+    }
   }
   return undefined
 }
 
-/** Does the command line turn on globbing of dot files (so `*` matches `.astrid`)? */
-export const enablesDotGlob = (command: string): boolean => /dotglob|GLOBIGNORE|globdots/.test(command)
+/**
+ * Where each simple command of a line runs: `cd DIR` and `pushd DIR` move the rest of the line, as the shell
+ * would (a folder that cannot be read from the text leaves the rest unplaced).
+ */
+export const workingFolders = (commands: ReadonlyArray<SimpleCommand>, state: Pick<ProtectedState, "home">, cwd: string | undefined): ReadonlyArray<string | undefined> => {
+  let here = cwd
+  return commands.map((cmd) => {
+    const at = here
+    const program = cmd.program.toLowerCase()
+    if (program === "cd" || program === "pushd") {
+      const operands = cmd.argv.filter((a) => !a.startsWith("-") || a === "-")
+      const target = operands[0]
+      here = target === undefined ? state.home : target === "-" ? undefined : asPath(target, state, here)
+    } else if (program === "popd") here = undefined
+    return at
+  })
+}
