@@ -1,9 +1,11 @@
 /** Writing results: JSON for scripts, aligned text for people. */
 import { Effect } from "effect"
+import { printableJson } from "./printable.js"
 
+/** Indented JSON, with every character a terminal could obey written as a `\uXXXX` escape (same value). */
 export const printJson = (value: unknown): Effect.Effect<void> =>
   Effect.sync(() => {
-    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+    process.stdout.write(`${printableJson(value)}\n`)
   })
 
 export const printLines = (...lines: ReadonlyArray<string>): Effect.Effect<void> =>

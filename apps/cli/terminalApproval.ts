@@ -46,11 +46,19 @@ const ALL_OPTIONS: ReadonlyArray<{ readonly value: Key; readonly scope: string |
   { value: "d", scope: null, label: "Deny" }
 ]
 
+// For a command, every standing grant is for the exact line shown, never for its program (I9).
+const COMMAND_HINTS: Readonly<Partial<Record<Key, string>>> = {
+  s: "this exact command line for the rest of the session",
+  w: "this exact command line in this workspace, every session",
+  a: "a signed 1 h capability token for this exact command line"
+}
+
 /** The keys this action may be answered with: the offered scopes (all four when the prompt does not say) and Deny. */
 const optionsFor = (prompt: ApprovalPrompt): Array<{ value: Key; label: string; hint?: string }> =>
-  ALL_OPTIONS.filter((o) => o.scope === null || prompt.offered === undefined || (prompt.offered as ReadonlyArray<string>).includes(o.scope)).map((o) =>
-    o.hint === undefined ? { value: o.value, label: o.label } : { value: o.value, label: o.label, hint: o.hint }
-  )
+  ALL_OPTIONS.filter((o) => o.scope === null || prompt.offered === undefined || (prompt.offered as ReadonlyArray<string>).includes(o.scope)).map((o) => {
+    const hint = (prompt.kind === "command_exec" ? COMMAND_HINTS[o.value] : undefined) ?? o.hint
+    return hint === undefined ? { value: o.value, label: o.label } : { value: o.value, label: o.label, hint }
+  })
 
 /** After the prompt is drawn, keys are dropped for this long: no one reads a prompt and answers it faster. */
 export const TYPE_AHEAD_SETTLE_MS = 100

@@ -3,6 +3,7 @@
  * are refused, never shown or revoked (I7), and text output prints what came from outside (a resource
  * names whatever command or path an approval was for) with its control characters made visible.
  */
+import { commandOfResource } from "../../../domain/security/commandGrant.js"
 import { Effect, Either, Layer, Option } from "effect"
 import { Crypto } from "../../../application/ports/crypto.js"
 import { EventLog } from "../../../application/eventLog.js"
@@ -18,6 +19,12 @@ import { currentPrincipal } from "../principal.js"
 import { dim, green, printLines, red, table } from "../output.js"
 import { printable, printableJson } from "../printable.js"
 import { config, crypto, eventLogFor, openStore, storeExists, withKeyRing } from "../runtime.js"
+
+/** A line grant reads as the command line it names; any other resource as it is. */
+const shownResource = (resource: string): string => {
+  const command = commandOfResource(resource)
+  return command === undefined ? resource : `the command line ${JSON.stringify(command)}`
+}
 
 export { currentPrincipal }
 
@@ -65,7 +72,7 @@ export const list = (args: { readonly principal?: string | undefined; readonly j
       yield* printLines(
         ...table(
           ["TOKEN", "STATUS", "PERMISSIONS", "RESOURCE", "EXPIRES", "USE"],
-          records.map((r) => [printable(r.token.tokenId), statusText(r), printable(r.token.permissions.join(",")), printable(r.token.resource), printable(r.token.expiresAt), useText(r)])
+          records.map((r) => [printable(r.token.tokenId), statusText(r), printable(r.token.permissions.join(",")), printable(shownResource(r.token.resource)), printable(r.token.expiresAt), useText(r)])
         ),
         dim(`principal '${printable(principal)}'; 'astrid tokens show ID' for details, 'astrid tokens revoke ID' to revoke`)
       )
@@ -90,7 +97,7 @@ const detailLines = (r: TokenRecord): Array<string> =>
     `token         ${r.token.tokenId}`,
     `status        ${statusText(r)}${r.detail === null ? "" : ` (${r.detail})`}`,
     `principal     ${r.token.principal}`,
-    `resource      ${r.token.resource}`,
+    `resource      ${printable(shownResource(r.token.resource))}`,
     `permissions   ${r.token.permissions.join(", ")}`,
     `issued        ${r.token.issuedAt}`,
     `expires       ${r.token.expiresAt}`,
@@ -126,7 +133,7 @@ export const revoke = (args: { readonly tokenId: string; readonly reason?: strin
       const record = yield* asCli(withKeyRing(service.revoke(args.tokenId, by, args.reason ?? null), keyRing))
       if (args.json) return yield* printLines(printableJson(recordJson(record)))
       yield* printLines(
-        printable(`revoked token ${record.token.tokenId} of principal '${record.token.principal}' (${record.token.permissions.join(",")} on ${record.token.resource})`),
+        printable(`revoked token ${record.token.tokenId} of principal '${record.token.principal}' (${record.token.permissions.join(",")} on ${shownResource(record.token.resource)})`),
         dim(printable(`recorded on ${record.stream} by '${by}'; it authorizes nothing from now on`))
       )
     })
