@@ -6,7 +6,9 @@
  * - the variables that hold the model provider's key (`[llm] api_key_env`), always: a key in the agent's hands
  *   spends outside the budget the runtime enforces;
  * - names that look like credentials: an underscore-separated part TOKEN, SECRET, PASSWORD, PASSWD, PASSPHRASE,
- *   CREDENTIAL(S), APIKEY, or a name ending in `_KEY` or `_AUTH` (case-insensitive); `[security] pass_env`
+ *   PASS, PWD, SESSION, CREDENTIAL(S), APIKEY, AUTHTOKEN, a name ending in `_KEY`, `_AUTH` or `authToken`
+ *   (npm's `npm_config_//host/:_authToken`), and the ssh agent socket, database client passwords,
+ *   password-manager sessions and Kerberos tickets by name (case-insensitive); `[security] pass_env`
  *   keeps such a variable when it names it (`"GITHUB_TOKEN"`) or a prefix of it (`"GH_*"`).
  *
  * A pattern cannot know every secret: a password inside `DATABASE_URL` passes. Names are the line drawn here;
@@ -21,13 +23,35 @@ export interface EnvironmentRules {
   readonly secretNames?: ReadonlyArray<string>
 }
 
-const SECRET_PARTS = new Set(["TOKEN", "TOKENS", "SECRET", "SECRETS", "PASSWORD", "PASSWORDS", "PASSWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS", "APIKEY"])
+const SECRET_PARTS = new Set([
+  "TOKEN",
+  "TOKENS",
+  "SECRET",
+  "SECRETS",
+  "PASSWORD",
+  "PASSWORDS",
+  "PASSWD",
+  "PASSPHRASE",
+  "PASS",
+  "PWD",
+  "CREDENTIAL",
+  "CREDENTIALS",
+  "APIKEY",
+  "AUTHTOKEN",
+  "SESSION"
+])
 
-/** Does the name look like it holds a credential? */
+// Credentials and live sessions under names the parts above miss: an ssh agent, database client passwords,
+// password-manager sessions, Kerberos tickets.
+const SECRET_NAMES = new Set(["SSH_AUTH_SOCK", "PGPASSWORD", "PGPASSFILE", "MYSQL_PWD", "KRB5CCNAME", "BW_SESSION", "VAULT_TOKEN", "NETRC"])
+
+/** Does the name look like it holds a credential? `PWD` and `OLDPWD` are the shell's folders, not passwords. */
 export const looksSecret = (name: string): boolean => {
   const upper = name.toUpperCase()
-  if (upper.endsWith("_KEY") || upper.endsWith("_AUTH")) return true
-  return upper.split("_").some((part) => SECRET_PARTS.has(part))
+  if (upper === "PWD" || upper === "OLDPWD") return false
+  if (SECRET_NAMES.has(upper) || upper.startsWith("OP_SESSION_")) return true
+  if (upper.endsWith("_KEY") || upper.endsWith("_AUTH") || upper.endsWith("AUTHTOKEN") || upper.endsWith("_AUTHTOKEN")) return true
+  return upper.split(/[_:/]+/).some((part) => SECRET_PARTS.has(part))
 }
 
 const isRuntimeVariable = (name: string): boolean => name.toUpperCase().startsWith("ASTRID_")
