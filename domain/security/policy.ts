@@ -214,7 +214,7 @@ const checkCommand = (policy: SecurityPolicy, command: string, cwd: string | und
       }
     }
   }
-  const hosts = checkCommandHosts(policy, command, parsed.commands)
+  const hosts = checkCommandHosts(policy, command, parsed.commands, parsed.assigned)
   if (hosts !== null || runsLaterWrite === undefined) return hosts
   return { _tag: "AskRequired", reason: `the command ${show(command)} writes ${runsLaterWrite}, whose code runs later outside any check` }
 }
@@ -368,8 +368,15 @@ const hostVerdict = (policy: SecurityPolicy, host: string, via: string): PolicyV
  * Host policy for the network programs a command line runs (commandHosts.ts): a known host is checked like a
  * network_request's; a target that cannot be known before the command runs makes the line ask a person.
  */
-const checkCommandHosts = (policy: SecurityPolicy, command: string, commands: ReadonlyArray<SimpleCommand>): PolicyVerdict | null => {
-  let unknown: string | undefined
+const checkCommandHosts = (
+  policy: SecurityPolicy,
+  command: string,
+  commands: ReadonlyArray<SimpleCommand>,
+  assigned: ReadonlyArray<string>
+): PolicyVerdict | null => {
+  // A proxy variable set on the line (exported before, or by `set -a`, it reaches every later program).
+  const proxy = assigned.find((name) => /(^|_)proxy$/i.test(name) && name.toLowerCase() !== "no_proxy")
+  let unknown: string | undefined = proxy === undefined ? undefined : `the line sets ${proxy}, which can send later connections through another host`
   for (const cmd of commands) {
     const targets = networkTargetsOf(cmd)
     if (targets === null) continue
