@@ -105,3 +105,15 @@ describe("what the policy asks about is asked every time, and a blocked program 
     }
   )
 })
+
+describe("the default policy blocks every privilege program", () => {
+  it.each(["sudoedit /etc/hosts", "runuser -u root -- id", "setpriv --reuid=0 id", "capsh --user=root -- -c id", "env runuser -u root id"])(
+    "%s is blocked, even with a person saying yes",
+    async (command) => {
+      const channel = scriptedChannel(answer({ _tag: "AllowOnce" }))
+      const h = await makeHarness({ channel })
+      expect(await h.intercept({ request: exec(command) })).toMatchObject({ _tag: "Denied", stage: "policy" })
+      expect(channel.prompts).toHaveLength(0)
+    }
+  )
+})
