@@ -53,9 +53,14 @@ export const agentTools = (input: AgentToolsInput) =>
       Layer.succeed(BudgetService, security.budget),
       PathResolverLive
     )
-    // bash gets no provider key, and of the credential-looking variables only those [security] pass_env keeps.
+    // bash gets no provider key, and of the credential-looking variables only those [security] pass_env keeps;
+    // grep reads nothing in $ASTRID_HOME, and bash's namespace hides it (I10).
     const { passEnv } = yield* asCli(loadSecuritySettings((yield* config).home, workspaceRoot))
-    const builtinTools = makeBuiltinTools({ passEnv, secretNames: llm.apiKeyEnv === null ? [] : [llm.apiKeyEnv] })
+    const builtinTools = makeBuiltinTools({
+      passEnv,
+      secretNames: llm.apiKeyEnv === null ? [] : [llm.apiKeyEnv],
+      protectedRoots: security.settings.policy.protectedState.roots
+    })
     const spark = yield* makeSparkTool({ principal, sessionId }).pipe(Effect.provide(services))
     const identity = yield* loadIdentity(principal).pipe(Effect.provideService(EventStore, security.store), asCli)
     const system = [llm.systemPrompt ?? SYSTEM_PROMPT(workspaceRoot), identityPrompt(identity)].filter((s) => s !== "").join("\n\n")

@@ -133,7 +133,7 @@ const escapes: ReadonlyArray<readonly [string, (tag: string) => string]> = [
   ["a loop that keeps forking", (tag) => `setsid bash -c 'while :; do sleep ${tag} & sleep 0.01; done' > /dev/null 2>&1 &`]
 ]
 
-describe.each(["auto", "scan"] as const)("bash containment (%s)", (containment) => {
+describe.each(["auto", "pid-namespace", "scan"] as const)("bash containment (%s)", (containment) => {
   const tool = makeBashTool({ containment })
 
   for (const [name, commandFor] of escapes) {

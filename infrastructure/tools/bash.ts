@@ -8,12 +8,20 @@
  * when the call ends (bash exits, times out or is cancelled), including ones that left the process group
  * or double-forked (see processReaper.ts), so nothing outlives the call: a server meant to keep running
  * must be started outside the agent.
+ *
+ * Where the machine allows it, the call also runs in its own mount namespace in which `$ASTRID_HOME` is an
+ * empty read-only folder and the workspace's `.astrid/` is read-only (see bashSandbox.ts): the kernel keeps
+ * the runtime's own state from the command, whatever its words compute (I10).
  */
 import { Effect, Option, Ref, Schema } from "effect"
 import { type ChildProcessByStdio, spawn } from "node:child_process"
+import { lstatSync } from "node:fs"
+import { join } from "node:path"
 import type { Readable } from "node:stream"
 import { decodeWith, eraseTool, ToolError, type Tool } from "../../application/tools/tool.js"
-import { CALL_MARKER_VARIABLE, childrenOf, type Containment, containment, newCallMarker, reapCall, startTicksOf } from "./processReaper.js"
+import { type CallContainment, callContainment, sandboxedArgv, setupFailureMessage, setupVerdict, type Shield } from "./bashSandbox.js"
+import { CALL_MARKER_VARIABLE, childrenOf, containment, newCallMarker, reapCall, startTicksOf } from "./processReaper.js"
+import { defaultProtectedRoots, existingRoots } from "./protectedRoots.js"
 import { type EnvironmentRules, scrubEnvironment } from "./scrubbedEnvironment.js"
 
 const Input = Schema.Struct({
@@ -34,8 +42,16 @@ const NAMESPACE_EXIT_MS = 2_000
 
 /** What the bash tool is built with where a session is set up. */
 export interface BashOptions extends EnvironmentRules {
-  /** "auto": a PID namespace when this machine allows one, else the /proc scan; "scan" forces the fallback. */
-  readonly containment?: "auto" | "scan"
+  /**
+   * "auto": a PID and mount namespace when this machine allows one, else a PID namespace, else the /proc
+   * scan; "pid-namespace" and "scan" force a fallback (to compare, and to test it).
+   */
+  readonly containment?: "auto" | "pid-namespace" | "scan"
+  /**
+   * The `$ASTRID_HOME` folders (`SecurityPolicy.protectedState.roots`) the command's namespace hides;
+   * without it, those of the home this process would use.
+   */
+  readonly protectedRoots?: ReadonlyArray<string>
 }
 
 /**
@@ -73,12 +89,10 @@ const killGroup = (pid: number | undefined): void => {
   }
 }
 
-const start = (command: string, cwd: string, rules: EnvironmentRules, mode: Containment): Running => {
+const start = (command: string, cwd: string, rules: EnvironmentRules, mode: CallContainment, shield: Shield, mark: string): Running => {
   const env = scrubEnvironment(process.env, rules)
   const marker = newCallMarker()
-  const bash = ["bash", "-c", wrap(command), "bash", cwd]
-  const argv = mode._tag === "PidNamespace" ? [...mode.prefix, ...bash] : bash
-  const [file = "bash", ...args] = argv
+  const [file = "bash", ...args] = sandboxedArgv(mode, shield, mark, ["bash", "-c", wrap(command), "bash", cwd])
   const child = spawn(file, args, {
     cwd,
     // Its own session and process group: the group is killed as a whole, and the scan finds the session.
@@ -100,7 +114,7 @@ const start = (command: string, cwd: string, rules: EnvironmentRules, mode: Cont
   const stop: Effect.Effect<void> =
     rootPid === undefined
       ? Effect.void
-      : mode._tag === "PidNamespace"
+      : mode._tag !== "Scan"
         ? Effect.suspend(() => stopNamespace(running, rootPid))
         : Effect.zipRight(Effect.sync(() => killGroup(rootPid)), Effect.asVoid(reapCall({ rootPid, marker, sinceTicks })))
   // Once the shell has exited and a stop found the call's processes gone, nothing of the call is left to
@@ -178,11 +192,33 @@ const stopNamespace = (run: Running, unsharePid: number): Effect.Effect<void> =>
     killGroup(unsharePid)
   })
 
-const execute = (command: string, cwd: string, timeoutMs: number, options: BashOptions): Effect.Effect<Finished, ToolError> =>
+/**
+ * What the call's namespace hides and makes read-only. The workspace's `.astrid` must be a real folder (or
+ * file), or absent: a symbolic link could be pointed elsewhere by the command, so nothing runs.
+ */
+const shieldFor = (workspaceRoot: string, roots: ReadonlyArray<string>): Effect.Effect<Shield, ToolError> =>
   Effect.gen(function* () {
-    const mode: Containment = options.containment === "scan" ? { _tag: "Scan" } : yield* containment
+    const astrid = join(workspaceRoot, ".astrid")
+    const seen = yield* Effect.sync(() => lstatSync(astrid, { throwIfNoEntry: false }))
+    if (seen?.isSymbolicLink() === true) {
+      return yield* Effect.fail(
+        new ToolError({
+          tool: "bash",
+          message: `${astrid} is a symbolic link, which a command could point elsewhere, so it cannot be kept read-only for the command; the command was not run. Replace the link with the folder it points to`
+        })
+      )
+    }
+    return { hidden: existingRoots(roots), readOnly: seen === undefined ? null : astrid }
+  })
+
+const execute = (command: string, cwd: string, workspaceRoot: string, timeoutMs: number, options: BashOptions): Effect.Effect<Finished, ToolError> =>
+  Effect.gen(function* () {
+    const mode: CallContainment =
+      options.containment === "scan" ? { _tag: "Scan" } : options.containment === "pid-namespace" ? yield* containment : yield* callContainment
+    const shield: Shield = mode._tag === "MountNamespace" ? yield* shieldFor(workspaceRoot, options.protectedRoots ?? defaultProtectedRoots) : { hidden: [], readOnly: null }
+    const mark = newCallMarker()
     return yield* Effect.acquireUseRelease(
-      Effect.sync(() => start(command, cwd, options, mode)),
+      Effect.sync(() => start(command, cwd, options, mode, shield, mark)),
       (run) =>
         Effect.gen(function* () {
           const timedOut = !(yield* within(ended(run), timeoutMs))
@@ -202,7 +238,13 @@ const execute = (command: string, cwd: string, timeoutMs: number, options: BashO
             run.child.stderr.destroy()
           }
           const exit = run.exit ?? { code: null, signal: null }
-          return { output: Buffer.concat(run.chunks).toString("utf8"), exitCode: exit.code, signal: exit.signal, timedOut }
+          const raw = Buffer.concat(run.chunks).toString("utf8")
+          if (mode._tag !== "MountNamespace") return { output: raw, exitCode: exit.code, signal: exit.signal, timedOut }
+          const verdict = setupVerdict(raw, mark)
+          if (verdict._tag === "Ready") return { output: verdict.output, exitCode: exit.code, signal: exit.signal, timedOut }
+          // Cut off while the namespace was being set up: the command never started, and the timeout says so.
+          if (timedOut) return { output: "", exitCode: exit.code, signal: exit.signal, timedOut }
+          return yield* Effect.fail(new ToolError({ tool: "bash", message: setupFailureMessage(verdict) }))
         }),
       (run) => run.stopAll
     )
@@ -235,7 +277,7 @@ export const makeBashTool = (options: BashOptions = {}): Tool<Input> => ({
     Effect.gen(function* () {
       const cwd = yield* Ref.get(ctx.cwd)
       const timeoutMs = input.timeout_ms ?? DEFAULT_BASH_TIMEOUT_MS
-      const done = yield* execute(input.command, cwd, timeoutMs, options)
+      const done = yield* execute(input.command, cwd, ctx.workspaceRoot, timeoutMs, options)
       const parsed = parseCwd(done.output)
       if (parsed.cwd !== null) yield* Ref.set(ctx.cwd, parsed.cwd)
       const output = parsed.output.replace(/\n$/, "")
@@ -252,7 +294,10 @@ export const makeBashTool = (options: BashOptions = {}): Tool<Input> => ({
     })
 })
 
-/** The bash tool with the default rules: the credential patterns and `ASTRID_*` dropped, nothing passed back. */
+/**
+ * The bash tool with the default rules: the credential patterns and `ASTRID_*` dropped, nothing passed back,
+ * and the default home's `$ASTRID_HOME` hidden.
+ */
 export const bashTool = makeBashTool()
 
 export const bashToolErased = eraseTool(bashTool)

@@ -7,11 +7,16 @@
  * every file is opened once and checked to be the file the walk listed before it is read (confinedFs). What
  * fails a check is skipped with a note; a hard-linked file is skipped unless the search root was judged as
  * outside the workspace.
+ *
+ * It never reads the runtime's own state (I10): the policy judges only the path the search starts from, so
+ * files the walk finds inside a `$ASTRID_HOME` root (under whatever name it has there) or a `.astrid` folder
+ * are dropped with a note, and a search that starts inside one is refused.
  */
 import { Effect, Schema } from "effect"
 import { lstat } from "node:fs/promises"
 import { globMatch } from "../../domain/security/glob.js"
 import { decodeWith, eraseTool, ToolError, type Tool } from "../../application/tools/tool.js"
+import { defaultProtectedRoots, protectedRootOf } from "./protectedRoots.js"
 import { openVerifiedForRead, readAll, walkVerified, type WalkedFile } from "../workspace/confinedFs.js"
 import { confinementError, hardLinksAllowed, judgedPath, looksBinary, SKIPPED_DIRECTORIES, slashRelative, toolPath } from "./workspaceFiles.js"
 
@@ -30,7 +35,20 @@ const MAX_WALKED = 100_000
 /** Files larger than this are skipped: they are data, not source. */
 const MAX_FILE_BYTES = 5_000_000
 
-export const grepTool: Tool<Input> = {
+/** What grep is built with where a session is set up. */
+export interface GrepOptions {
+  /** The `$ASTRID_HOME` folders (`SecurityPolicy.protectedState.roots`) no search reads. */
+  readonly protectedRoots: ReadonlyArray<string>
+}
+
+const refusedInside = (root: string, at: string): ToolError =>
+  new ToolError({
+    tool: "grep",
+    message: `${root} is inside ${at}, the runtime's own state, which no agent tool reads; nothing was searched. Search the workspace's own files instead`
+  })
+
+/** The grep tool that skips the given protected roots. */
+export const makeGrepTool = (options: GrepOptions): Tool<Input> => ({
   name: "grep",
   description: "Search file contents with a regular expression. Optional glob filter on paths, context lines and case-insensitive matching.",
   inputSchema: {
@@ -51,6 +69,8 @@ export const grepTool: Tool<Input> = {
   run: (input, _ctx, judged) =>
     Effect.gen(function* () {
       const root = yield* judgedPath("grep", judged)
+      const rootProtected = protectedRootOf(options.protectedRoots, root)
+      if (rootProtected !== undefined) return yield* Effect.fail(refusedInside(root, rootProtected))
       const regex = yield* Effect.try({
         try: () => new RegExp(input.pattern, input.case_insensitive === true ? "i" : ""),
         catch: (e) => new ToolError({ tool: "grep", message: `invalid regular expression ${input.pattern}: ${e instanceof Error ? e.message : String(e)}` })
@@ -64,8 +84,14 @@ export const grepTool: Tool<Input> = {
         files = [{ path: root, mtimeMs: seen.value.mtimeMs, size: seen.value.size }]
       } else {
         const walk = yield* walkVerified(root, { limit: MAX_WALKED, skipNames: SKIPPED_DIRECTORIES }).pipe(Effect.mapError(confinementError("grep")))
-        files = walk.files
-        notes.push(...walk.skipped)
+        // The walk skips folders by name only; an ASTRID_HOME named otherwise is dropped here, before any read.
+        const skippedRoots = new Set<string>()
+        files = walk.files.filter((f) => {
+          const at = protectedRootOf(options.protectedRoots, f.path)
+          if (at !== undefined) skippedRoots.add(at)
+          return at === undefined
+        })
+        notes.push(...walk.skipped, ...[...skippedRoots].sort().map((at) => `skipped ${at}: it holds the runtime's own state, which no agent tool reads`))
       }
       const filter = input.glob
       const candidates = files
@@ -111,6 +137,9 @@ export const grepTool: Tool<Input> = {
       if (matches === 0) return [`no matches for /${input.pattern}/ under ${root}`, ...tail].join("\n")
       return [...out, ...(capped ? [`[stopped after ${max} matches; narrow the pattern or the path]`] : []), ...tail].join("\n")
     })
-}
+})
+
+/** grep skipping the default home's `$ASTRID_HOME` (and, as every grep, each `.astrid` folder). */
+export const grepTool: Tool<Input> = makeGrepTool({ protectedRoots: defaultProtectedRoots })
 
 export const grepToolErased = eraseTool(grepTool)

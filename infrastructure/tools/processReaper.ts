@@ -7,7 +7,9 @@
  * SIGKILLed (or `unshare` dies and takes it down through the parent-death signal), the kernel kills every
  * process in the namespace, wherever it went in the process tree, and `unshare` exits only once they are
  * all gone. The private /proc also hides the runtime's own processes (and their environment) from the
- * call. Whether this works here is probed once per runtime process.
+ * call. Whether this works here is probed once per runtime process. Where it does, bash calls also get a
+ * mount namespace that hides the runtime's own state (bashSandbox.ts); this PID namespace alone is what
+ * they fall back to when that cannot be set up.
  *
  * Without it (no `unshare`, user namespaces disabled, seccomp), the call runs in its own session and process
  * group with a random marker in its environment, and after the call `/proc` is scanned for processes started

@@ -1,8 +1,10 @@
+import { Effect, Either } from "effect"
 import { linkSync, mkdirSync, renameSync, symlinkSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { globTool } from "./glob.js"
-import { grepTool } from "./grep.js"
+import { makeBuiltinTools } from "./builtinTools.js"
+import { grepTool, makeGrepTool } from "./grep.js"
 import { listDirectoryTool } from "./listDirectory.js"
 import { context, judge, leftOf, rightOf, runDirect, tempDir } from "./toolTestKit.js"
 
@@ -162,5 +164,50 @@ describe("list_directory without following links", () => {
     writeFileSync(join(outside, "big.txt"), "x".repeat(100))
     symlinkSync(join(outside, "big.txt"), join(root, "l"))
     expect(rightOf(await runDirect(listDirectoryTool, {}, await context(root)))).toBe(`l -> ${join(outside, "big.txt")}  (symbolic link)`)
+  })
+})
+
+describe("grep and the runtime's own state (I10)", () => {
+  const KEY = "KEY-9a8b7c"
+  /** The workspace is the user's home, and ASTRID_HOME a folder in it under another name than `.astrid`. */
+  const homeAsWorkspace = () => {
+    const home = tempDir()
+    const state = join(home, "astrid-state")
+    mkdirSync(join(state, "keys"), { recursive: true })
+    writeFileSync(join(state, "keys", "runtime.key"), `${KEY}\n`)
+    mkdirSync(join(home, "project", ".astrid"), { recursive: true })
+    writeFileSync(join(home, "project", ".astrid", "config.toml"), `# ${KEY} in a workspace's restrictions\n`)
+    writeFileSync(join(home, "notes.txt"), "no key here\n")
+    return { home, state }
+  }
+
+  it("does not read a file below ASTRID_HOME when searching a folder that holds it, and says it skipped it", async () => {
+    const { home, state } = homeAsWorkspace()
+    const out = rightOf(await runDirect(makeGrepTool({ protectedRoots: [state] }), { pattern: "KEY-|no key" }, await context(home)))
+    expect(out).not.toContain(KEY)
+    expect(out).toContain(`${join(home, "notes.txt")}:1:no key here`)
+    expect(out).toMatch(new RegExp(`skipped ${state}.*runtime's own state`))
+  })
+
+  it("refuses a search rooted inside ASTRID_HOME, or at a file there", async () => {
+    const { home, state } = homeAsWorkspace()
+    const tool = makeGrepTool({ protectedRoots: [state] })
+    const ctx = await context(home)
+    expect(leftOf(await runDirect(tool, { pattern: "KEY" }, ctx, judge(home, "astrid-state")))).toMatch(/runtime's own state.*nothing was searched/s)
+    expect(leftOf(await runDirect(tool, { pattern: "KEY" }, ctx, judge(home, "astrid-state/keys/runtime.key")))).not.toContain(KEY)
+  })
+
+  it("the tools makeBuiltinTools builds get the roots; the default grep still skips every .astrid folder", async () => {
+    const { home, state } = homeAsWorkspace()
+    const grep = makeBuiltinTools({ protectedRoots: [state] }).find((t) => t.name === "grep")
+    if (grep === undefined) throw new Error("no grep among the built-in tools")
+    const call = grep.prepare({ pattern: "KEY-|no key" })
+    if (Either.isLeft(call)) throw new Error(call.left)
+    const ctx = await context(home)
+    const out = await Effect.runPromise(Effect.either(call.right.run(ctx, judge(home, "."))))
+    if (Either.isLeft(out)) throw new Error(out.left.message)
+    expect(out.right).not.toContain(KEY)
+    expect(out.right).toContain("no key here")
+    expect(rightOf(await runDirect(grepTool, { pattern: "KEY-", path: "project" }, ctx))).not.toContain(KEY)
   })
 })

@@ -51,9 +51,10 @@ export const workerFrom = (cfg: AstridConfig, services: { readonly interceptor: 
     // bash gets what a session's bash gets: no provider key, and the user's [security] pass_env (a
     // workspace's narrower list is not known here: one worker serves every workspace).
     const { llm } = yield* asCli(loadLlmSettings(cfg.configPath, process.env))
-    const { passEnv } = yield* asCli(loadSecuritySettings(cfg.home, null))
+    // grep and bash keep away from $ASTRID_HOME as the policy knows it (I10).
+    const { passEnv, settings } = yield* asCli(loadSecuritySettings(cfg.home, null))
     return yield* makeDeferredWorker({
-      tools: makeBuiltinTools({ passEnv, secretNames: llm.apiKeyEnv === null ? [] : [llm.apiKeyEnv] }),
+      tools: makeBuiltinTools({ passEnv, secretNames: llm.apiKeyEnv === null ? [] : [llm.apiKeyEnv], protectedRoots: settings.policy.protectedState.roots }),
       name: `astrid worker (${currentPrincipal()}@${hostname()}, pid ${process.pid})`,
       // The workspace's own config may have tightened the policy or the boundary since the approval.
       settingsFor: (workspace) =>
