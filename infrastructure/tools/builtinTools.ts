@@ -2,7 +2,7 @@
 import { type AnyTool, eraseTool } from "../../application/tools/tool.js"
 import { type BashOptions, makeBashTool } from "./bash.js"
 import { editFileToolErased } from "./editFile.js"
-import { globToolErased } from "./glob.js"
+import { makeGlobTool } from "./glob.js"
 import { makeGrepTool } from "./grep.js"
 import { listDirectoryToolErased } from "./listDirectory.js"
 import { defaultProtectedRoots } from "./protectedRoots.js"
@@ -13,7 +13,7 @@ import { writeFileToolErased } from "./writeFile.js"
 export interface BuiltinToolOptions extends BashOptions {
   /**
    * The `$ASTRID_HOME` folders (`SecurityPolicy.protectedState.roots` of the session's settings): `grep`
-   * reads nothing below them and `bash`'s namespace hides them. Required, so no session is set up without.
+   * reads nothing below them, `glob` lists nothing below them and `bash`'s namespace hides them. Required, so no session is set up without.
    */
   readonly protectedRoots: ReadonlyArray<string>
 }
@@ -23,7 +23,7 @@ export const makeBuiltinTools = (options: BuiltinToolOptions): ReadonlyArray<Any
   readFileToolErased,
   writeFileToolErased,
   editFileToolErased,
-  globToolErased,
+  eraseTool(makeGlobTool({ protectedRoots: options.protectedRoots })),
   eraseTool(makeGrepTool({ protectedRoots: options.protectedRoots })),
   listDirectoryToolErased,
   eraseTool(makeBashTool(options))

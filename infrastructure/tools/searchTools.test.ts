@@ -2,7 +2,7 @@ import { Effect, Either } from "effect"
 import { linkSync, mkdirSync, renameSync, symlinkSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { globTool } from "./glob.js"
+import { globTool, makeGlobTool } from "./glob.js"
 import { makeBuiltinTools } from "./builtinTools.js"
 import { grepTool, makeGrepTool } from "./grep.js"
 import { listDirectoryTool } from "./listDirectory.js"
@@ -195,6 +195,15 @@ describe("grep and the runtime's own state (I10)", () => {
     const ctx = await context(home)
     expect(leftOf(await runDirect(tool, { pattern: "KEY" }, ctx, judge(home, "astrid-state")))).toMatch(/runtime's own state.*nothing was searched/s)
     expect(leftOf(await runDirect(tool, { pattern: "KEY" }, ctx, judge(home, "astrid-state/keys/runtime.key")))).not.toContain(KEY)
+  })
+
+  it("glob lists no file below ASTRID_HOME or in a .astrid folder, and says how many it left out", async () => {
+    const { home, state } = homeAsWorkspace()
+    const out = rightOf(await runDirect(makeGlobTool({ protectedRoots: [state] }), { pattern: "**/*" }, await context(home)))
+    expect(out).not.toContain("runtime.key")
+    expect(out).not.toContain("config.toml")
+    expect(out).toContain(join(home, "notes.txt"))
+    expect(out).toMatch(/files inside the runtime's own state .* are not listed/)
   })
 
   it("the tools makeBuiltinTools builds get the roots; the default grep still skips every .astrid folder", async () => {
