@@ -248,20 +248,15 @@ export const commandTouchesProtected = (
   const namesOnly = !walks && NAMES_ONLY.has(cmd.program.toLowerCase())
   for (const word of words) {
     for (const candidate of candidatesOf(word)) {
+      const path = asPath(candidate, state, cwd)
+      const rootHit = path === undefined ? undefined : rootReached(state, path, walks, namesOnly, options)
+      if (rootHit !== undefined) return rootHit
       // A `.astrid` segment, written or matched by a glob, is protected wherever it is; a listing program may
       // name the folder itself (`ls -d .*`), never what is inside it.
       const segments = segmentsOf(candidate)
       const hit = segments.findIndex((seg) => namesAstridDir(seg, options))
       if (hit !== -1 && !(namesOnly && hit === segments.length - 1 && segments[hit] !== ASTRID_DIR)) {
         return { setting: ".astrid", path: candidate, root: ASTRID_DIR }
-      }
-      const path = asPath(candidate, state, cwd)
-      if (path === undefined) continue
-      for (const root of state.roots) {
-        const reached = GLOB.test(path) ? globReaches(options.noCase ? path.toLowerCase() : path, options.noCase ? root.toLowerCase() : root, options.dotGlob) : within(root, path)
-        if (reached && !(namesOnly && GLOB.test(path) && segmentsOf(path).length <= segmentsOf(root).length)) return { setting: "ASTRID_HOME", path, root }
-        // A folder that holds the root, given to a program that walks it.
-        if (walks && !GLOB.test(path) && within(path, root)) return { setting: "ASTRID_HOME", path, root }
       }
     }
   }
@@ -274,6 +269,19 @@ export const commandTouchesProtected = (
       const root = state.roots.find((r) => within(here, r))
       if (root !== undefined) return { setting: "ASTRID_HOME", path: here, root }
     }
+  }
+  return undefined
+}
+
+/** The protected root a word read as `path` reaches, as a file, a glob or a folder a walking program is given. */
+const rootReached = (state: ProtectedState, path: string, walks: boolean, namesOnly: boolean, options: GlobOptions): ProtectedHit | undefined => {
+  for (const root of state.roots) {
+    const glob = GLOB.test(path)
+    const reached = glob ? globReaches(options.noCase ? path.toLowerCase() : path, options.noCase ? root.toLowerCase() : root, options.dotGlob) : within(root, path)
+    // A listing program may name what holds the root with a glob (`ls /srv/*`), never reach into it.
+    if (reached && !(namesOnly && glob && segmentsOf(path).length <= segmentsOf(root).length)) return { setting: "ASTRID_HOME", path, root }
+    // A folder that holds the root, given to a program that walks it.
+    if (walks && !glob && within(path, root)) return { setting: "ASTRID_HOME", path, root }
   }
   return undefined
 }
