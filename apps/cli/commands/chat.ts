@@ -11,10 +11,9 @@
  * - Standard input that is not a terminal is read as one message per line; approvals are then deferred.
  */
 import { Cause, Effect, Exit, Fiber, Layer, Option } from "effect"
-import { realpathSync } from "node:fs"
 import { resolve } from "node:path"
 import * as readline from "node:readline"
-import { DEFAULT_MAX_STEPS, makeSessionMemory, runTurn, type TurnObserver, type TurnResult } from "../../../application/agent/agentLoop.js"
+import { DEFAULT_MAX_STEPS, makeSessionMemory, modelCallBudget, runTurn, type TurnObserver, type TurnResult } from "../../../application/agent/agentLoop.js"
 import { loadConversation } from "../../../application/agent/conversation.js"
 import { EventLog } from "../../../application/eventLog.js"
 import { ApprovalChannel } from "../../../application/ports/approvalChannel.js"
@@ -23,7 +22,7 @@ import { LlmProvider, type LlmProviderApi } from "../../../application/ports/llm
 import { type Decision, SecurityInterceptor } from "../../../application/security/securityInterceptor.js"
 import type { ToolResult } from "../../../application/tools/runTool.js"
 import { makeRunContext } from "../../../application/tools/tool.js"
-import { sessionStream, workspaceStream } from "../../../domain/streams.js"
+import { sessionStream } from "../../../domain/streams.js"
 import { type LlmSettings, loadLlmSettings, PROVIDERS, type ProviderKind } from "../../../infrastructure/config/llmConfig.js"
 import { IdsLive, uuidv7 } from "../../../infrastructure/crypto/uuidv7.js"
 import { makeMemoryEventStore } from "../../../infrastructure/event-store/memoryEventStore.js"
@@ -37,7 +36,7 @@ import { currentPrincipal } from "../principal.js"
 import { config, openStore, storeExists } from "../runtime.js"
 import { securityFor } from "../securityRuntime.js"
 import { ensureRuntimeKey } from "../runtimeKey.js"
-import { checkResumable } from "../sessionAccess.js"
+import { checkResumable, sessionWorkspace } from "../sessionAccess.js"
 import { makeTerminalApprovalChannel } from "../terminalApproval.js"
 
 export interface ChatArgs {
@@ -140,22 +139,11 @@ export const chat = (args: ChatArgs) =>
         args.session !== undefined && storeExists(cfg)
           ? yield* Effect.scoped(Effect.flatMap(openStore(cfg, "read"), (store) => checkResumable(sessionId, principal).pipe(Effect.provideService(EventStore, store))))
           : yield* checkResumable(sessionId, principal).pipe(Effect.provideService(EventStore, makeMemoryEventStore()))
-      const sessionWorkspace = resumed === "new" ? null : resumed.workspace
-      const asked = args.workspace ?? sessionWorkspace ?? process.cwd()
-      let workspaceRoot: string
-      try {
-        workspaceRoot = realpathSync(resolve(asked))
-      } catch (e) {
-        return yield* Effect.fail(usageError(`the workspace ${asked} cannot be opened (${e instanceof Error ? e.message : String(e)})`))
-      }
-      if (sessionWorkspace !== null && workspaceRoot !== sessionWorkspace) {
-        return yield* Effect.fail(
-          usageError(`session ${sessionId} belongs to the workspace ${sessionWorkspace}, not ${workspaceRoot}; resume it there (leave out --workspace), or start a new session here`)
-        )
-      }
+      const workspaceRoot = yield* sessionWorkspace(sessionId, resumed, args.workspace)
       const createdKey = yield* ensureRuntimeKey(cfg)
       const security = yield* securityFor(cfg, workspaceRoot)
-      const wsStream = workspaceStream(security.crypto.blake3Hex(`astrid/workspace/${workspaceRoot}`).slice(0, 32))
+      const llmBudget = modelCallBudget(security, workspaceRoot)
+      const wsStream = llmBudget.workspaceStream
 
       const interactive = args.print === undefined
       const terminal = process.stdin.isTTY === true && process.stdout.isTTY === true
@@ -241,7 +229,7 @@ export const chat = (args: ChatArgs) =>
             context,
             memory,
             observer,
-            llmBudget: { service: security.budget, limits: security.settings.budget, workspaceStream: wsStream }
+            llmBudget
           }).pipe(Effect.provide(services))
           write(md.flush())
           if (!atLineStart) write("\n")
