@@ -173,7 +173,8 @@ describe("a command that writes a file that runs later asks every time, whatever
     "tee -a .envrc",
     "sed -i s/a/b/ .git/config",
     "git config core.hooksPath /tmp/h",
-    "echo 'gitdir: ../elsewhere' > sub/.git"
+    "echo 'gitdir: ../elsewhere' > sub/.git",
+    "git log -1 --format=%B --output=.git/config"
   ])("%s", async (command) => {
     const workspace = mkdtempSync(join(tmpdir(), "astrid-ws-"))
     const channel = scriptedChannel(answer({ _tag: "Deny", reason: "no" }))

@@ -74,17 +74,39 @@ export const grantCoversCommand = (pattern: string, command: string, match: UriM
   )
 }
 
-const GIT_CODE_SUBCOMMANDS = new Set(["config", "submodule", "bisect", "filter-branch", "filter-repo", "difftool", "mergetool", "send-email", "daemon", "instaweb", "credential"])
+// Subcommands that run or configure other programs, or read and write files outside the workspace's tree.
+const GIT_CODE_SUBCOMMANDS = new Set([
+  "submodule",
+  "bisect",
+  "filter-branch",
+  "filter-repo",
+  "difftool",
+  "mergetool",
+  "send-email",
+  "daemon",
+  "instaweb",
+  "credential",
+  "worktree",
+  "bundle",
+  "clone"
+])
+// `git config` only reads with one of these, or with a name alone.
+const GIT_CONFIG_READS = ["--get", "--get-all", "--get-regexp", "--list", "-l", "--show-origin", "--show-scope"]
 // Before the subcommand: options that load another configuration or another git.
 const GIT_GLOBAL_CODE_OPTIONS = ["-c", "--config-env", "--exec-path", "-C", "--git-dir", "--work-tree"]
 // After it: options that name a program or a template of hooks, per subcommand.
 const GIT_SUBCOMMAND_CODE_OPTIONS: Readonly<Record<string, ReadonlyArray<string>>> = {
-  clone: ["-u", "--upload-pack", "--template", "-c", "--config"],
   fetch: ["--upload-pack"],
+  // Options that write what git prints to a file of the command's choosing (`--output=.git/config`).
+  log: ["--output"],
+  show: ["--output"],
+  diff: ["--output"],
+  "format-patch": ["-o", "--output-directory", "--output"],
+  "range-diff": ["--output"],
   pull: ["--upload-pack"],
   "ls-remote": ["--upload-pack"],
   push: ["--receive-pack", "--exec"],
-  archive: ["--exec"],
+  archive: ["--exec", "-o", "--output", "--remote"],
   rebase: ["-x", "--exec"],
   init: ["--template"]
 }
@@ -112,9 +134,14 @@ export const runsGivenCode = (cmd: SimpleCommand): string | undefined => {
       if (global !== undefined) return `git ${global} can make git load another configuration or program`
       const sub = at === -1 ? undefined : argv[at]
       if (sub === undefined) return undefined
-      if (GIT_CODE_SUBCOMMANDS.has(sub)) return `git ${sub} can run or configure other programs`
+      if (GIT_CODE_SUBCOMMANDS.has(sub)) return `git ${sub} can run or configure other programs, or reach outside the workspace`
+      if (sub === "config") {
+        const rest = argv.slice(at + 1)
+        const reads = rest.some((a) => GIT_CONFIG_READS.includes(a)) || rest.filter((a) => !a.startsWith("-")).length <= 1
+        return reads ? undefined : "git config can set a program for git to run (core.fsmonitor, core.hooksPath, aliases)"
+      }
       const option = hasOption(argv.slice(at + 1), GIT_SUBCOMMAND_CODE_OPTIONS[sub] ?? [])
-      return option === undefined ? undefined : `git ${sub} ${option} names a program for git to run`
+      return option === undefined ? undefined : `git ${sub} ${option} names a program for git to run or a file for it to write`
     }
     case "tar":
     case "gtar":

@@ -465,14 +465,20 @@ class Parser {
   private readForHeader(): void {
     this.skipBlanks()
     if (this.src.startsWith("((", this.pos)) {
+      // `for ((i = 0; …))` assigns, whatever it names.
+      ASSIGNED.get(this.out)?.push("((arithmetic for))")
       this.readArithmetic()
       return
     }
+    let first = true
     for (;;) {
       this.skipBlanks()
       const c = this.peek()
       if (c === undefined || WORD_BREAK.has(c) || this.atPlainWord("do")) return
-      this.readWord()
+      const word = this.readWord()
+      // The loop variable is assigned for every pass (`for PATH in .; do git; done`).
+      if (first) ASSIGNED.get(this.out)?.push(word.text)
+      first = false
     }
   }
 

@@ -231,7 +231,14 @@ const writesRunsLater = (cmd: SimpleCommand, state: ProtectedState, cwd: string 
   else if (["cp", "mv", "install", "ln"].includes(program) && operands.length >= 2) targets.push(operands[operands.length - 1] ?? "")
   else if ((program === "sed" || program === "gsed") && cmd.argv.some((a) => a === "-i" || a.startsWith("-i") || a.startsWith("--in-place"))) targets.push(...operands)
   else if (program === "chmod" || program === "chown") targets.push(...operands.slice(1))
-  else if (program === "git" && cmd.argv.includes("config") && operands.length >= 3) targets.push(".git/config")
+  else if (program === "git") {
+    if (cmd.argv.includes("config") && operands.length >= 3) targets.push(".git/config")
+    // What git prints, written to a file the command names (`git log --output=.git/config`).
+    for (const [i, a] of cmd.argv.entries()) {
+      if (a.startsWith("--output=") || a.startsWith("--output-directory=")) targets.push(a.slice(a.indexOf("=") + 1))
+      else if (a === "--output" || a === "--output-directory" || a === "-o") targets.push(cmd.argv[i + 1] ?? "")
+    }
+  }
   for (const target of targets) {
     const path = asPath(target, state, cwd) ?? target
     const kind = runsLater(path.startsWith("/") ? path : `/${path}`)

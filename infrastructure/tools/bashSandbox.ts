@@ -24,11 +24,10 @@
  * policy's reading of the command only. `bashContainment` says which mode this process uses.
  */
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type Containment, containment } from "./processReaper.js"
+import { type Containment, containment, probeCommand } from "./processReaper.js"
 
 /** How this process contains a bash call: its own PID and mount namespace, a PID namespace only, or the /proc scan. */
 export type BashContainment = "namespace" | "pid-namespace" | "scan"
@@ -160,33 +159,15 @@ const probe = (mode: MountNamespace): Effect.Effect<boolean> =>
       writeFileSync(join(dir, "hidden", "f"), "")
       return dir
     }),
-    (dir) =>
-      Effect.async<boolean>((resume) => {
-        const mark = "astrid-probe"
-        const check = 'test -e "$1/f" && echo visible; umount "$1" 2>/dev/null && echo unmounted; echo $$'
-        const [file = "unshare", ...args] = sandboxedArgv(mode, { hidden: [join(dir, "hidden")], readOnly: null }, mark, ["bash", "-c", check, "bash", join(dir, "hidden")])
-        let out = ""
-        let settled = false
-        const done = (ok: boolean): void => {
-          if (settled) return
-          settled = true
-          clearTimeout(timer)
-          resume(Effect.succeed(ok))
-        }
-        const child = spawn(file, args, { stdio: ["ignore", "pipe", "ignore"], env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" } })
-        const timer = setTimeout(() => {
-          child.kill("SIGKILL")
-          done(false)
-        }, 5_000)
-        child.stdout.on("data", (chunk: Buffer) => {
-          out += chunk.toString("utf8")
-        })
-        child.on("error", () => done(false))
-        child.on("close", (code) => {
-          const verdict = setupVerdict(out, mark)
-          done(code === 0 && verdict._tag === "Ready" && verdict.output.trim() === "1")
-        })
-      }),
+    (dir) => {
+      const mark = "astrid-probe"
+      const check = 'test -e "$1/f" && echo visible; umount "$1" 2>/dev/null && echo unmounted; echo $$'
+      const [file = "unshare", ...args] = sandboxedArgv(mode, { hidden: [join(dir, "hidden")], readOnly: null }, mark, ["bash", "-c", check, "bash", join(dir, "hidden")])
+      return probeCommand(file, args, (out, code) => {
+        const verdict = setupVerdict(out, mark)
+        return code === 0 && verdict._tag === "Ready" && verdict.output.trim() === "1"
+      })
+    },
     (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
   )
 

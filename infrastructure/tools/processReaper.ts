@@ -37,8 +37,11 @@ const namespaceArgs = (mountProc: boolean): ReadonlyArray<string> => [
   ...(mountProc ? ["--mount-proc"] : [])
 ]
 
-/** Runs `unshare <args> sh -c 'echo $$'` and says whether the shell was pid 1 of a new namespace. */
-const probe = (args: ReadonlyArray<string>): Effect.Effect<boolean> =>
+/**
+ * Runs `file args` with a bare environment and hands its standard output and exit code to `judge`; false when
+ * it cannot start or takes more than 5 s (killed then). The probes of what containment this machine allows.
+ */
+export const probeCommand = (file: string, args: ReadonlyArray<string>, judge: (out: string, code: number | null) => boolean): Effect.Effect<boolean> =>
   Effect.async<boolean>((resume) => {
     let out = ""
     let settled = false
@@ -48,7 +51,7 @@ const probe = (args: ReadonlyArray<string>): Effect.Effect<boolean> =>
       clearTimeout(timer)
       resume(Effect.succeed(ok))
     }
-    const child = spawn("unshare", [...args, "sh", "-c", "echo $$"], { stdio: ["ignore", "pipe", "ignore"], env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" } })
+    const child = spawn(file, args, { stdio: ["ignore", "pipe", "ignore"], env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" } })
     const timer = setTimeout(() => {
       child.kill("SIGKILL")
       done(false)
@@ -57,8 +60,12 @@ const probe = (args: ReadonlyArray<string>): Effect.Effect<boolean> =>
       out += chunk.toString("utf8")
     })
     child.on("error", () => done(false))
-    child.on("close", (code) => done(code === 0 && out.trim() === "1"))
+    child.on("close", (code) => done(judge(out, code)))
   })
+
+/** Runs `unshare <args> sh -c 'echo $$'` and says whether the shell was pid 1 of a new namespace. */
+const probe = (args: ReadonlyArray<string>): Effect.Effect<boolean> =>
+  probeCommand("unshare", [...args, "sh", "-c", "echo $$"], (out, code) => code === 0 && out.trim() === "1")
 
 const detect: Effect.Effect<Containment> = Effect.gen(function* () {
   if (process.platform !== "linux") return { _tag: "Scan" } as const
