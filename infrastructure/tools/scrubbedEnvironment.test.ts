@@ -4,7 +4,7 @@ import { looksSecret, passEnvMatches, scrubEnvironment } from "./scrubbedEnviron
 
 describe("scrubEnvironment", () => {
   it("drops credential-looking names whatever their case, and keeps ordinary ones", () => {
-    for (const name of ["OPENAI_API_KEY", "anthropic_api_key", "GITHUB_TOKEN", "TOKEN", "npm_token", "DB_PASSWORD", "MYSQL_PWD_PASSWD", "APP_SECRET", "SECRET_KEY_BASE", "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_CREDENTIAL", "STRIPE_KEY", "NPM_CONFIG__AUTH", "AWS_SECRET_ACCESS_KEY", "GPG_PASSPHRASE", "MY_APIKEY", "SSH_AUTH_SOCK", "PGPASSWORD", "MYSQL_PWD", "DB_PASS", "BW_SESSION", "OP_SESSION_my", "npm_config_//registry.npmjs.org/:_authToken", "NPM_CONFIG__AUTHTOKEN", "KRB5CCNAME"]) {
+    for (const name of ["OPENAI_API_KEY", "anthropic_api_key", "GITHUB_TOKEN", "TOKEN", "npm_token", "DB_PASSWORD", "MYSQL_PWD_PASSWD", "APP_SECRET", "SECRET_KEY_BASE", "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_CREDENTIAL", "STRIPE_KEY", "NPM_CONFIG__AUTH", "AWS_SECRET_ACCESS_KEY", "GPG_PASSPHRASE", "MY_APIKEY", "SSH_AUTH_SOCK", "PGPASSWORD", "MYSQL_PWD", "DB_PASS", "BW_SESSION", "OP_SESSION_my", "npm_config_//registry.npmjs.org/:_authToken", "NPM_CONFIG__AUTHTOKEN", "KRB5CCNAME", "SLACK_WEBHOOK_URL", "DOCKER_AUTH_CONFIG", "GIT_ASKPASS", "SECRETKEY"]) {
       expect(looksSecret(name), name).toBe(true)
     }
     for (const name of ["PATH", "HOME", "LANG", "TERM", "PWD", "OLDPWD", "KEYMAP", "TOKENIZERS_PARALLELISM", "EDITOR", "NODE_ENV", "AUTHOR"]) {

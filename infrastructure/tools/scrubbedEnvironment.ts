@@ -38,7 +38,12 @@ const SECRET_PARTS = new Set([
   "CREDENTIALS",
   "APIKEY",
   "AUTHTOKEN",
-  "SESSION"
+  "SESSION",
+  "AUTH",
+  "WEBHOOK",
+  "ASKPASS",
+  "SECRETKEY",
+  "PRIVATEKEY"
 ])
 
 // Credentials and live sessions under names the parts above miss: an ssh agent, database client passwords,
