@@ -57,4 +57,16 @@ describe("denied_hosts and allowed_hosts apply to the network programs a command
     expect(await h.intercept({ request: exec("git push origin main") })).toMatchObject({ _tag: "Denied", stage: "approval" })
     expect(channel.prompts).toHaveLength(1)
   })
+
+  it("a grant for the exact line (Allow Always or Session on it) covers an unknown target again; a program grant never does", async () => {
+    const channel = scriptedChannel(answer({ _tag: "AllowAlways" }))
+    const h = await makeHarness({ channel })
+    await h.run(h.tokens.mint({ principal: "alice", resource: "exec://git", permissions: ["execute"], approvalEventId: "t" }))
+    expect(await h.intercept({ request: exec("git push origin main") })).toMatchObject({ _tag: "Allowed", proof: expect.stringContaining("approved") })
+    expect(channel.prompts).toHaveLength(1)
+    expect(await h.intercept({ request: exec("git push origin main") })).toMatchObject({ _tag: "Allowed", proof: "token" })
+    expect(channel.prompts).toHaveLength(1)
+    expect(await h.intercept({ request: exec("git push origin dev") })).toMatchObject({ _tag: "Allowed", proof: expect.stringContaining("approved") })
+    expect(channel.prompts).toHaveLength(2)
+  })
 })

@@ -237,8 +237,10 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         // 1. Policy: final, whatever tokens or humans say (I3).
         const verdict = evaluatePolicy(settings.policy, classified)
         if (verdict._tag === "Blocked") return yield* deny("policy", verdict.reason, verdict.remedy, true)
-        // The policy asks: a person decides this action itself, every time; no standing grant covers it.
-        const action = verdict._tag === "AskRequired" ? askedEveryTime(classified) : classified
+        // The policy asks: a person decides this action itself, every time, or (where the policy says so) a
+        // grant for this exact command line does; no program grant or pre-approval covers it.
+        const exactOnly = verdict._tag === "AskRequired" && verdict.exactGrants === true
+        const action = verdict._tag === "AskRequired" && !exactOnly ? askedEveryTime(classified) : classified
         const boundary = boundaryVerdict(settings.workspaceMode, settings.escapePolicy, classified)
         if (boundary === "deny") {
           return yield* deny("policy", `${action.summary}: outside the workspace, and escape_policy is deny`, "set [security] escape_policy = \"ask\" to be asked instead", true)
@@ -249,7 +251,14 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         const token = action.alwaysAsk || action.onceOnly
           ? Option.none()
           : yield* tokens
-              .findCovering({ principal: p.principal, resource: action.resource, permission: action.permission, nowMs: now, ...commandOf(action) })
+              .findCovering({
+                principal: p.principal,
+                resource: action.resource,
+                permission: action.permission,
+                nowMs: now,
+                ...commandOf(action),
+                ...(exactOnly ? { exactLine: true } : {})
+              })
               .pipe(Effect.mapError(fail("could not check capability tokens")))
 
         // 3. Budget: reserved in the same append as the proposal. When the decision is already known (a
@@ -307,8 +316,9 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         if (!action.alwaysAsk && !action.onceOnly) {
           const sessionAllowances = (yield* sessions.load(session).pipe(Effect.mapError(fail("could not read the session")))).state.allowances
           const workspaceAllowances = (yield* workspaces.load(workspace).pipe(Effect.mapError(fail("could not read the workspace")))).state.allowances
-          const found =
-            sessionAllowances.find((a) => a.principal === p.principal && allowanceCovers(a, action)) ?? workspaceAllowances.find((a) => a.principal === p.principal && allowanceCovers(a, action))
+          const covers = (a: { readonly principal: string; readonly actionKind: string; readonly pattern: string }): boolean =>
+            a.principal === p.principal && (exactOnly ? a.actionKind === action.kind && a.pattern === allowancePatternOf(action) : allowanceCovers(a, action))
+          const found = sessionAllowances.find(covers) ?? workspaceAllowances.find(covers)
           if (found !== undefined) {
             const scope = sessionAllowances.includes(found) ? "session" : "workspace"
             return yield* allow({ _tag: "AllowanceCovered", allowanceEventId: found.eventId, scope }, `allowance (${scope})`)
@@ -539,7 +549,7 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         const classified = classify(request.right, { workspaceRoot: root.canonical, ...placed(resolved) })
         const verdict = evaluatePolicy(settings.policy, classified)
         if (verdict._tag === "Blocked") return yield* denied("policy", verdict.reason, verdict.remedy)
-        const action = verdict._tag === "AskRequired" ? askedEveryTime(classified) : classified
+        const action = verdict._tag === "AskRequired" && verdict.exactGrants !== true ? askedEveryTime(classified) : classified
         if (boundaryVerdict(settings.workspaceMode, settings.escapePolicy, classified) === "deny") {
           return yield* denied("policy", `${action.summary}: outside the workspace, and escape_policy is deny`, null)
         }

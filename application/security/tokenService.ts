@@ -12,6 +12,7 @@ import { Clock, Context, Data, Effect, HashMap, Layer, Option } from "effect"
 import type { RecordedEvent } from "../../domain/envelope.js"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
 import type { Permission } from "../../domain/security/action.js"
+import { commandLineResource } from "../../domain/security/commandGrant.js"
 import {
   type CapabilityToken,
   checkToken,
@@ -70,6 +71,8 @@ export interface CoveringQuery {
   readonly nowMs: number
   /** The command line, when the action runs one: a token must cover every program in it (I9). */
   readonly command?: string
+  /** Only a token for exactly `command` (`cmdline://…`) counts, never a program grant. */
+  readonly exactLine?: boolean
 }
 
 /** A token that covers a query, with its content hash (the `tokenHash` of a TokenCovered proof). */
@@ -350,7 +353,8 @@ export const makeTokenService = (config: TokenServiceConfig = {}) =>
               g.token.principal === query.principal &&
               !HashMap.has(state.revoked, g.token.tokenId) &&
               !(g.token.singleUse && HashMap.has(state.used, g.token.tokenId)) &&
-              tokenCovers(g.token, query.resource, query.permission, query.command)
+              tokenCovers(g.token, query.resource, query.permission, query.command) &&
+              (query.exactLine !== true || (query.command !== undefined && g.token.resource === commandLineResource(query.command)))
           )
           .sort((a, b) => Number(a.token.singleUse) - Number(b.token.singleUse) || a.revision - b.revision)
         const ctx = {

@@ -89,7 +89,15 @@ export const DEFAULT_POLICY: SecurityPolicy = {
 
 export type PolicyVerdict =
   | { readonly _tag: "Blocked"; readonly rule: string; readonly reason: string; readonly remedy: string }
-  | { readonly _tag: "AskRequired"; readonly reason: string }
+  | {
+      readonly _tag: "AskRequired"
+      readonly reason: string
+      /**
+       * Only a grant for this exact command line (a `cmdline://` token, an allowance recorded from the same
+       * line) may stand in for the person: they saw the whole line. Absent: a person decides every time.
+       */
+      readonly exactGrants?: true
+    }
   | { readonly _tag: "NoObjection" }
 
 const CONFIG = "[security.policy]"
@@ -215,7 +223,7 @@ const checkCommand = (policy: SecurityPolicy, command: string, cwd: string | und
     }
   }
   const hosts = checkCommandHosts(policy, command, parsed.commands, parsed.assigned)
-  if (hosts !== null || runsLaterWrite === undefined) return hosts
+  if (hosts?._tag === "Blocked" || runsLaterWrite === undefined) return hosts
   return { _tag: "AskRequired", reason: `the command ${show(command)} writes ${runsLaterWrite}, whose code runs later outside any check` }
 }
 
@@ -396,7 +404,11 @@ const checkCommandHosts = (
       if (verdict !== null) return verdict
     }
   }
-  return unknown === undefined ? null : { _tag: "AskRequired", reason: `the command reaches the network at a target that cannot be checked before it runs: ${unknown}` }
+  // A person who approved this very line saw the target as written (`git push origin main`): their grant for
+  // the line stands; a grant for the program does not.
+  return unknown === undefined
+    ? null
+    : { _tag: "AskRequired", reason: `the command reaches the network at a target that cannot be checked before it runs: ${unknown}`, exactGrants: true }
 }
 
 /** UTF-8 size of the request as JSON, or null if it cannot be serialised (cycles, BigInt). */
