@@ -59,7 +59,7 @@ import {
 import { hasDotDotSegment } from "../../domain/security/glob.js"
 import { tightenPolicy } from "../../domain/security/workspaceBoundary.js"
 import { sessionStream, workspaceStream } from "../../domain/streams.js"
-import type { PriceTable } from "../../infrastructure/llm/costs.js"
+import type { PriceTable } from "../../domain/modelCosts.js"
 import { type EventDraft, EventLog } from "../eventLog.js"
 import { ApprovalChannel } from "../ports/approvalChannel.js"
 import { Crypto } from "../ports/crypto.js"

@@ -27,7 +27,7 @@
  * that model, and a model missing from the table is recorded at cost 0 with a warning.
  */
 import { Effect, Schema } from "effect"
-import type { PriceTable } from "../llm/costs.js"
+import type { PriceTable } from "../../domain/modelCosts.js"
 import { ConfigError, readTomlFile } from "./astridConfig.js"
 
 export const PROVIDERS = ["anthropic", "openai", "zai", "ollama", "scripted"] as const

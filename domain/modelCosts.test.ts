@@ -1,7 +1,7 @@
 import { Either, Schema } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { PriceTable, usageCost } from "./costs.js"
+import { PriceTable, usageCost } from "./modelCosts.js"
 
 const table: PriceTable = {
   "claude-sonnet": { inputPerMillion: 3_000_000, outputPerMillion: 15_000_000 },
