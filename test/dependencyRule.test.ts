@@ -42,10 +42,12 @@ const importsOf = (source: string): ReadonlyArray<string> =>
   )
 
 /** The layer a relative import lands in, or the package name of a bare one. */
+const isLayer = (name: string): name is Layer => LAYERS.some((l) => l === name)
+
 const targetOf = (file: string, specifier: string): { readonly layer: Layer | "other" } | { readonly pkg: string } => {
   if (!specifier.startsWith(".")) return { pkg: specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : (specifier.split("/")[0] ?? specifier) }
   const top = relative(ROOT, resolve(dirname(file), specifier)).split("/")[0] ?? ""
-  return { layer: (LAYERS as ReadonlyArray<string>).includes(top) ? (top as Layer) : "other" }
+  return { layer: isLayer(top) ? top : "other" }
 }
 
 const ALLOWED_LAYERS: Readonly<Record<Layer, ReadonlyArray<Layer>>> = {

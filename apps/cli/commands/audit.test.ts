@@ -63,6 +63,6 @@ describe("astrid audit output", () => {
     await Effect.runPromise(show({ ref: `${sessionStream("s1")}@1`, json: true }))
     const out = capture.output()
     expect(out).not.toMatch(RAW_CONTROL)
-    expect(JSON.parse(out)).toMatchObject({ data: { content: `text${ESC}` }, metadata: { principal: `ada${ESC}` } })
+    expect(Schema.decodeUnknownSync(Schema.parseJson())(out)).toMatchObject({ data: { content: `text${ESC}` }, metadata: { principal: `ada${ESC}` } })
   })
 })
