@@ -81,6 +81,13 @@ describe("commandTouchesProtected (command words)", () => {
     expect(touches(line)).toBe(false)
   })
 
+  it("a word with more brace alternatives than are written out is still checked, as the glob they make", () => {
+    const many = Array.from({ length: 70 }, (_, i) => `a${i}`).join(",")
+    expect(touches(`cat /home/ada/project/{${many},}.ast{r,}id/config.toml`)).toBe(true)
+    expect(touches(`cat /srv/{${many},}astrid-home/{k,x}eys/runtime.key`)).toBe(true)
+    expect(touches(`cat /srv/{${many}}/{a,b}/notes.txt`)).toBe(false)
+  })
+
   it("a command run from inside the protected root is caught whatever its words", () => {
     expect(touches("cat keys/runtime.key", "/srv/astrid-home")).toBe(true)
     expect(touches("ls", "/home/ada/project/.astrid")).toBe(true)

@@ -164,7 +164,11 @@ const pathOperands = (cmd: SimpleCommand): ReadonlyArray<string> => {
 // reaches no content through them.
 const NAMES_ONLY = new Set(["ls", "du", "stat", "file", "echo", "printf", "test", "[", "basename", "dirname", "realpath", "readlink", "wc"])
 
-/** `{a,b}` alternatives written out (nested, at most LIMIT words), as bash expands them before anything else. */
+/**
+ * `{a,b}` alternatives written out (nested), as bash expands them before anything else. Past LIMIT words the
+ * brace groups still unexpanded become globs that match every alternative (`*`, or `**` when one holds a
+ * `/`), so a word cannot hide a path behind more alternatives than are checked one by one.
+ */
 export const expandBraces = (word: string, limit = 64): ReadonlyArray<string> => {
   const out: Array<string> = []
   const pending = [word]
@@ -194,7 +198,15 @@ export const expandBraces = (word: string, limit = 64): ReadonlyArray<string> =>
       from = at + 1
     }
   }
-  return [...out, ...pending]
+  return [...out, ...pending.map(bracesAsGlobs)]
+}
+
+const bracesAsGlobs = (word: string): string => {
+  let w = word
+  for (let inner = /\{([^{}]*,[^{}]*)\}/.exec(w); inner !== null; inner = /\{([^{}]*,[^{}]*)\}/.exec(w)) {
+    w = w.slice(0, inner.index) + ((inner[1] ?? "").includes("/") ? "**" : "*") + w.slice(inner.index + inner[0].length)
+  }
+  return w
 }
 
 /** The candidate paths in one word: its brace alternatives, an option's `=value`, each part of a `:` list. */
