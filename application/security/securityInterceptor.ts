@@ -12,10 +12,10 @@
 import { Clock, Context, Data, Duration, Effect, Either, Exit, Layer, Option, Schema } from "effect"
 import type { ActionRequest, ClassifiedAction } from "../../domain/security/action.js"
 import { classify, effectiveScope, offeredScopes } from "../../domain/security/classify.js"
-import { evaluatePolicy, type SecurityPolicy } from "../../domain/security/policy.js"
+import { evaluatePolicy, type PolicyVerdict, type SecurityPolicy } from "../../domain/security/policy.js"
 import { boundaryVerdict, type EscapePolicy, type WorkspaceMode } from "../../domain/security/workspaceBoundary.js"
 import { allowanceCovers } from "../../domain/security/allowance.js"
-import { commandLineResource, grantCoversCommand } from "../../domain/security/commandGrant.js"
+import { commandLineResource, grantCovers } from "../../domain/security/commandGrant.js"
 import { escapeCommandPattern, escapeGlob, globMatch } from "../../domain/security/glob.js"
 import { approvalsStream, sessionStream, workspaceStream } from "../../domain/streams.js"
 import type { AstridEvent } from "../../domain/events/astridEvent.js"
@@ -240,7 +240,7 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         // The policy asks: a person decides this action itself, every time, or (where the policy says so) a
         // grant for this exact command line does; no program grant or pre-approval covers it.
         const exactOnly = verdict._tag === "AskRequired" && verdict.exactGrants === true
-        const action = verdict._tag === "AskRequired" && !exactOnly ? askedEveryTime(classified) : classified
+        const action = asJudged(classified, verdict)
         const boundary = boundaryVerdict(settings.workspaceMode, settings.escapePolicy, classified)
         if (boundary === "deny") {
           return yield* deny("policy", `${action.summary}: outside the workspace, and escape_policy is deny`, "set [security] escape_policy = \"ask\" to be asked instead", true)
@@ -265,7 +265,7 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         // reusable token, or a policy that lets the action pass) it goes into that same append too, so the
         // fast paths cost one durable write.
         const reusable = Option.isSome(token) && !token.value.token.singleUse ? token.value : undefined
-        const preApproved = settings.preApproved.find((pattern) => grantMatches(pattern, action, globMatch))
+        const preApproved = settings.preApproved.find((pattern) => grantCovers(pattern, { resource: action.resource, ...commandOf(action) }, globMatch))
         const passes = !action.alwaysAsk && verdict._tag === "NoObjection" && (boundary === "pass" || preApproved !== undefined)
         const passRule = preApproved !== undefined && boundary !== "pass" ? `pre_approved: ${preApproved}` : `workspace.${settings.workspaceMode}`
         const decidedNow: Extract<AstridEvent, { _tag: "ActionAllowed" }>["proof"] | undefined =
@@ -549,7 +549,7 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
         const classified = classify(request.right, { workspaceRoot: root.canonical, ...placed(resolved) })
         const verdict = evaluatePolicy(settings.policy, classified)
         if (verdict._tag === "Blocked") return yield* denied("policy", verdict.reason, verdict.remedy)
-        const action = verdict._tag === "AskRequired" && verdict.exactGrants !== true ? askedEveryTime(classified) : classified
+        const action = asJudged(classified, verdict)
         if (boundaryVerdict(settings.workspaceMode, settings.escapePolicy, classified) === "deny") {
           return yield* denied("policy", `${action.summary}: outside the workspace, and escape_policy is deny`, null)
         }
@@ -588,8 +588,13 @@ export const makeSecurityInterceptor = (settings: SecuritySettings) =>
 export const allowancePatternOf = (action: ClassifiedAction): string =>
   action.request._tag === "command_exec" ? escapeCommandPattern(action.request.command) : escapeGlob(action.resource)
 
-/** An action the policy wants a person to decide: no token, allowance or pre-approval, Allow Once only. */
-const askedEveryTime = (action: ClassifiedAction): ClassifiedAction => ({ ...action, alwaysAsk: true, onceOnly: true })
+/**
+ * The action as the rest of the flow treats it: one the policy asks about (other than "a grant for this exact
+ * line may answer") is decided by a person every time, Allow Once only, with no token, allowance or
+ * pre-approval consulted.
+ */
+const asJudged = (action: ClassifiedAction, verdict: PolicyVerdict): ClassifiedAction =>
+  verdict._tag === "AskRequired" && verdict.exactGrants !== true ? { ...action, alwaysAsk: true, onceOnly: true } : action
 
 /** What the file system said of a request's path, as classification takes it. */
 const placed = (resolved: ResolvedPath | undefined): { readonly canonicalPath?: string; readonly hardLinked?: boolean } =>
@@ -598,10 +603,6 @@ const placed = (resolved: ResolvedPath | undefined): { readonly canonicalPath?: 
 /** The command line of a command action, as a token query wants it. */
 const commandOf = (action: ClassifiedAction): { readonly command?: string } =>
   action.request._tag === "command_exec" ? { command: action.request.command } : {}
-
-/** Does a pre-approval pattern cover the action: for a command line, every program in it (I9)? */
-const grantMatches = (pattern: string, action: ClassifiedAction, match: (pattern: string, uri: string) => boolean): boolean =>
-  action.request._tag === "command_exec" ? grantCoversCommand(pattern, action.request.command, match) : match(pattern, action.resource)
 
 /** The stream of a workspace's budget and allowances, named by a hash of its canonical root. */
 export const workspaceStreamOf = (blake3Hex: (text: string) => string, canonicalRoot: string): string =>

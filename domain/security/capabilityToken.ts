@@ -23,7 +23,7 @@ import { Data, Either } from "effect"
 import { canonicalize } from "../canonicalJson.js"
 import { CapabilityToken } from "../events/tokenEvents.js"
 import type { Permission } from "./action.js"
-import { grantCoversCommand } from "./commandGrant.js"
+import { grantCovers } from "./commandGrant.js"
 
 export { CapabilityToken }
 
@@ -195,7 +195,7 @@ export const tokenCovers = (
 ): boolean =>
   token.permissions.includes(permission) &&
   resourcePatternProblem(token.resource) === undefined &&
-  (command === undefined ? coveredUri(token.resource, resource) : grantCoversCommand(token.resource, command, coveredUri))
+  grantCovers(token.resource, command === undefined ? { resource } : { resource, command }, coveredUri)
 
 export type TokenInvalidReason =
   | "expired"

@@ -80,17 +80,16 @@ export const classify = (request: ActionRequest, ctx: ClassifyContext): Classifi
       const permission: Permission = request._tag === "file_read" ? "read" : request._tag === "file_write" ? "write" : "delete"
       const verb = request._tag === "file_read" ? "read" : request._tag === "file_write" ? "write" : "delete"
       const size = request._tag === "file_write" && request.bytes !== undefined ? ` (${request.bytes} bytes)` : ""
-      const later = request._tag === "file_read" ? undefined : runsLater(file.path)
+      const later = runsLaterChange(request._tag !== "file_read", file.path)
       return {
         ...base,
         resource: `file://${file.path}`,
         permission,
-        risk: later === undefined ? risk : "high",
-        summary: `${verb} ${show(file.path)}${size}${file.inside ? "" : " (outside the workspace)"}${later === undefined ? "" : ` (${later}: code in it runs later, outside any check)`}`,
+        risk: later.risk ?? risk,
+        summary: `${verb} ${show(file.path)}${size}${file.inside ? "" : " (outside the workspace)"}${later.note}`,
         insideWorkspace: file.inside,
         path: file.path,
-        // A change to a file that runs later is asked about every time, whatever the mode or a standing grant.
-        ...(later === undefined ? {} : always)
+        ...later.asks
       }
     }
     case "command_exec": {
@@ -142,16 +141,16 @@ export const classify = (request: ActionRequest, ctx: ClassifyContext): Classifi
     case "capsule_file": {
       const file = fileTarget(request.path, ctx)
       const risk: Risk = request.write ? (file.inside ? "medium" : "high") : file.inside ? "low" : "medium"
-      const later = request.write ? runsLater(file.path) : undefined
+      const later = runsLaterChange(request.write, file.path)
       return {
         ...base,
         resource: `capsule://${request.capsule}:file`,
         permission: request.write ? "write" : "read",
-        risk: later === undefined ? risk : "high",
-        summary: `capsule ${show(request.capsule)}: ${request.write ? "write" : "read"} ${show(file.path)}${file.inside ? "" : " (outside the workspace)"}${later === undefined ? "" : ` (${later}: code in it runs later, outside any check)`}`,
+        risk: later.risk ?? risk,
+        summary: `capsule ${show(request.capsule)}: ${request.write ? "write" : "read"} ${show(file.path)}${file.inside ? "" : " (outside the workspace)"}${later.note}`,
         insideWorkspace: file.inside,
         path: file.path,
-        ...(later === undefined ? {} : always)
+        ...later.asks
       }
     }
     case "capsule_process": {
@@ -280,6 +279,20 @@ const fileTarget = (requested: string, ctx: ClassifyContext): { path: string; in
   // Not resolved by the caller: keep it as written so that `..` stays visible to the policy, and never call it inside.
   const path = requested.startsWith("/") ? requested : `${stripTrailingSlash(ctx.workspaceRoot)}/${requested}`
   return { path, inside: false }
+}
+
+/**
+ * What changing a file that runs later adds to its classification: high risk, a note for the approver, and a
+ * person asked every time, whatever the mode or a standing grant. Nothing for a read or an ordinary file.
+ */
+const runsLaterChange = (
+  changes: boolean,
+  path: string
+): { readonly risk?: Risk; readonly note: string; readonly asks: { readonly alwaysAsk?: true; readonly onceOnly?: true } } => {
+  const later = changes ? runsLater(path) : undefined
+  return later === undefined
+    ? { note: "", asks: {} }
+    : { risk: "high", note: ` (${later}: code in it runs later, outside any check)`, asks: { alwaysAsk: true, onceOnly: true } }
 }
 
 /**

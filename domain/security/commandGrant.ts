@@ -17,8 +17,9 @@
  *                              `exec://<program>` for every program the line runs, wrappers included (`env`,
  *                              `timeout`, `xargs`, `sh -c`...). A program grant covers a program only when it
  *                              is named bare (looked up on PATH, not `./git` or `/tmp/x/git`, which the agent
- *                              may have written) and no variable is set for it (`PATH=. git`,
- *                              `GIT_SSH_COMMAND=… git`), since either changes what runs.
+ *                              may have written), when the line assigns no variable anywhere (`PATH=. ; git`,
+ *                              `GIT_SSH_COMMAND=… git`, `for PATH in .`), since that changes what runs, and
+ *                              when the program is not told to run code it is given (`runsGivenCode`).
  *
  * A line that cannot be parsed, or that runs a program known only at run time (`$X`, `| sh`), is covered by
  * nothing but the exact line grant of that very text.
@@ -51,6 +52,13 @@ export type UriMatcher = (pattern: string, uri: string) => boolean
 const programsOf = (cmd: SimpleCommand): ReadonlyArray<string> => [...cmd.wrappers, cmd.program]
 
 /**
+ * Does the grant `pattern` cover the target: for a command line, the whole line (`grantCoversCommand`), for
+ * anything else its resource URI? One rule for tokens, pre-approvals and the like, each with its own matcher.
+ */
+export const grantCovers = (pattern: string, target: { readonly resource: string; readonly command?: string }, match: UriMatcher): boolean =>
+  target.command === undefined ? match(pattern, target.resource) : grantCoversCommand(pattern, target.command, match)
+
+/**
  * Does the grant `pattern` cover the whole command line `command`? `match` is the glob matcher of the grant's
  * kind, applied to `exec://<program>` (program grants) or to `commandLineResource(command)` (line grants).
  */
@@ -67,7 +75,6 @@ export const grantCoversCommand = (pattern: string, command: string, match: UriM
   return parsed.commands.every(
     (cmd) =>
       !cmd.dynamic &&
-      cmd.assigns !== true &&
       !cmd.path.includes("/") &&
       runsGivenCode(cmd) === undefined &&
       programsOf(cmd).every((program) => match(pattern, `exec://${program}`))
@@ -182,7 +189,7 @@ export const runsGivenCode = (cmd: SimpleCommand): string | undefined => {
 export const runsOneProgramPlainly = (command: string): boolean => {
   if (hasShellMetacharacters(command)) return false
   const parsed = parseCommandLine(command)
-  if (parsed._tag === "Unparseable" || parsed.commands.length !== 1) return false
+  if (parsed._tag === "Unparseable" || parsed.commands.length !== 1 || parsed.assigned.length > 0) return false
   const only = parsed.commands[0]
-  return only !== undefined && !only.dynamic && only.assigns !== true && only.wrappers.length === 0 && !only.path.includes("/")
+  return only !== undefined && !only.dynamic && only.wrappers.length === 0 && !only.path.includes("/")
 }

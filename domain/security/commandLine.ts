@@ -40,8 +40,8 @@ export interface SimpleCommand {
    */
   readonly dynamic: boolean
   /**
-   * Variables are set for this program alone (`PATH=. git`, `env GIT_SSH_COMMAND=x git`): what the program
-   * does then depends on them, so a grant for the program alone does not cover it.
+   * Variables are set for this program alone (`PATH=. git`, `env https_proxy=x curl`): what the program does
+   * then depends on them. (Every variable the line assigns is also in `CommandLine.assigned`.)
    */
   readonly assigns?: boolean
   /** Files the command's redirections name (`> out`, `< in`, `2>> log`), quote-removed; absent when none. */
@@ -66,8 +66,21 @@ export type CommandLine =
  */
 export const hasShellMetacharacters = (s: string): boolean => /[;|&<>`\n\r]|\$\(/.test(s)
 
+// The last line read and what it gave: one intercept reads the same line in classification, policy and every
+// grant it tries, and the result is immutable, so it is read once.
+let lastInput: string | undefined
+let lastResult: CommandLine | undefined
+
 /** Reads `input` as a shell would; never throws. */
 export const parseCommandLine = (input: string): CommandLine => {
+  if (input === lastInput && lastResult !== undefined) return lastResult
+  const result = parseFresh(input)
+  lastInput = input
+  lastResult = result
+  return result
+}
+
+const parseFresh = (input: string): CommandLine => {
   if (input.includes("\u0000")) return { _tag: "Unparseable", reason: "the command contains a NUL character" }
   const out: Array<SimpleCommand> = []
   const assigned: Array<string> = []

@@ -237,7 +237,7 @@ const writesRunsLater = (cmd: SimpleCommand, state: ProtectedState, cwd: string 
   const targets: Array<string> = [...(cmd.redirects ?? [])]
   if (program === "tee" || program === "truncate") targets.push(...operands)
   else if (["cp", "mv", "install", "ln"].includes(program) && operands.length >= 2) targets.push(operands[operands.length - 1] ?? "")
-  else if ((program === "sed" || program === "gsed") && cmd.argv.some((a) => a === "-i" || a.startsWith("-i") || a.startsWith("--in-place"))) targets.push(...operands)
+  else if ((program === "sed" || program === "gsed") && cmd.argv.some((a) => a.startsWith("-i") || a.startsWith("--in-place"))) targets.push(...operands)
   else if (program === "chmod" || program === "chown") targets.push(...operands.slice(1))
   else if (program === "git") {
     if (cmd.argv.includes("config") && operands.length >= 3) targets.push(".git/config")
