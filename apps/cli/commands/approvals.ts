@@ -9,8 +9,8 @@ import { Effect } from "effect"
 import type { Decision } from "../../../application/security/securityInterceptor.js"
 import type { QueuedAction } from "../../../domain/security/deferral.js"
 import { asCli, usageError } from "../cliError.js"
-import { dim, green, printLines, red, table } from "../output.js"
-import { printable, printableJson } from "../printable.js"
+import { dim, green, printJson, printLines, red, table } from "../output.js"
+import { printable } from "../printable.js"
 import { currentPrincipal } from "../principal.js"
 import { config } from "../runtime.js"
 import { securityFor } from "../securityRuntime.js"
@@ -42,7 +42,7 @@ export const list = (args: { readonly json: boolean }) =>
     Effect.gen(function* () {
       const cfg = yield* config
       const entries = yield* pending(cfg)
-      if (args.json) return yield* printLines(printableJson(entries.map(entryJson)))
+      if (args.json) return yield* printJson(entries.map(entryJson))
       if (entries.length === 0) return yield* printLines(`no deferred actions for ${printable(currentPrincipal())}`)
       yield* printLines(
         ...table(
@@ -99,14 +99,14 @@ const resolve = (
           ? yield* asCli((yield* workerFrom(cfg, security)).execute({ requestId: entry.requestId, principal, decision }))
           : undefined
       if (json) {
-        return yield* printLines(printableJson({
+        return yield* printJson({
           requestId: entry.requestId,
           actionId: decision.actionId,
           decision: decision._tag,
           ...(decision._tag === "Denied" ? { stage: decision.stage, reason: decision.reason } : {}),
           ...(decision._tag === "Allowed" ? { proof: decision.proof } : {}),
           ...(execution === undefined ? {} : { execution: executionJson(execution) })
-        }))
+        })
       }
       const next =
         decision._tag !== "Allowed" || execution !== undefined

@@ -16,8 +16,8 @@ import { asCli, CliError, usageError } from "../cliError.js"
 import { progressBar } from "../progress.js"
 import { reportLines } from "../reportLines.js"
 import { resolveTrustedKeys } from "../trustedKeys.js"
-import { dim, printLines, table } from "../output.js"
-import { printable, printableJson } from "../printable.js"
+import { dim, printJson, printLines, table } from "../output.js"
+import { printable } from "../printable.js"
 import { config, crypto, eventLogFor, openStore, withKeyRing } from "../runtime.js"
 
 const PAGE = 10_000
@@ -88,7 +88,7 @@ export const list = (args: ListArgs) =>
         yield* forEachEvent(store, consider)
       }
       const shown = keep.slice(-args.limit)
-      if (args.json) return yield* printLines(printableJson(shown.map(eventJson)))
+      if (args.json) return yield* printJson(shown.map(eventJson))
       if (shown.length === 0) return yield* printLines("no events match")
       yield* printLines(
         ...table(
@@ -141,7 +141,7 @@ export const show = (args: { readonly ref: string; readonly json: boolean }) =>
         return yield* Effect.fail(usageError(`no event ${args.ref} in ${store.location}; 'astrid audit list' shows what is there`))
       }
       const e = found.value
-      if (args.json) return yield* printLines(printableJson(eventJson(e)))
+      if (args.json) return yield* printJson(eventJson(e))
       const env = parseObject(e.metadata)
       yield* printLines(
         ...[
@@ -202,7 +202,7 @@ export const verify = (args: VerifyArgs) =>
       }
       if (!report.ok) process.exitCode = 1
       if (args.json) {
-        return yield* printLines(printableJson({ ...report, source, trustedKeys: [...trusted.keys()] }))
+        return yield* printJson({ ...report, source, trustedKeys: [...trusted.keys()] })
       }
       const lines = reportLines({ ok: "log intact", bad: "log NOT intact" }, report)
       if (report.uncheckpointedEvents > 0) {
@@ -259,7 +259,7 @@ export const stats = (args: { readonly json: boolean }) =>
         runtimeKey: Either.isRight(key) ? key.right.keyId : null,
         checkpointEvery: cfg.audit.checkpointEvery
       }
-      if (args.json) return yield* printLines(printableJson(result))
+      if (args.json) return yield* printJson(result)
       yield* printLines(
         `store              ${result.store}`,
         `events             ${result.events} in ${result.streams} streams (last position ${result.lastPosition})`,
@@ -290,7 +290,7 @@ export const exportCommand = (args: { readonly out: string; readonly streams: Re
           nowMs: now
         })
       )
-      if (args.json) return yield* printLines(printableJson({ out: args.out, ...result }))
+      if (args.json) return yield* printJson({ out: args.out, ...result })
       yield* printLines(
         `exported ${result.events} events (${(result.bytes / 1024).toFixed(1)} KiB) to ${args.out}`,
         dim(`verify it anywhere with: astrid audit verify --bundle ${args.out} --trusted-key <public key>`)
@@ -306,11 +306,11 @@ export const checkpoint = (args: { readonly json: boolean }) =>
       const { log, keyRing } = yield* eventLogFor(cfg, store, true)
       const outcome = yield* asCli(withKeyRing(log.checkpoint, keyRing))
       if (args.json) {
-        return yield* printLines(printableJson(
+        return yield* printJson(
           outcome._tag === "Signed"
             ? { signed: true, revision: outcome.revision, hash: outcome.hash, ...outcome.body }
             : { signed: false, lastRevision: outcome.lastRevision ?? null }
-        ))
+        )
       }
       if (outcome._tag === "NothingNew") {
         return yield* printLines(

@@ -8,7 +8,7 @@
  * A principal only sees and deletes its own sessions (I7).
  */
 import { Clock, Effect, Either, Schema } from "effect"
-import { printable, printableJson } from "../printable.js"
+import { printable } from "../printable.js"
 import { AssistantContent, ToolResultsContent } from "../../../application/agent/conversation.js"
 import type { EventStoreApi } from "../../../application/ports/eventStore.js"
 import { decodeRecorded } from "../../../application/streamState.js"
@@ -28,7 +28,7 @@ import {
   summarizeSession
 } from "../../../projections/sessionsView.js"
 import { asCli, CliError, usageError } from "../cliError.js"
-import { dim, green, printLines, red, table } from "../output.js"
+import { dim, green, printJson, printLines, red, table } from "../output.js"
 import { currentPrincipal } from "../principal.js"
 import { config, eventLogFor, openStore, storeExists, withKeyRing } from "../runtime.js"
 import { caughtUpViews } from "./projections.js"
@@ -179,7 +179,7 @@ export const list = (args: ListArgs) =>
       const rows = storeExists(cfg) ? yield* asCli(listSessions(yield* caughtUpViews(cfg, [sessionsView]), { principal, includeDeleted: true })) : []
       const shown = args.all ? rows : rows.filter((r) => r.status !== "deleted")
       const hidden = rows.length - shown.length
-      if (args.json) return yield* printLines(printableJson(shown.map(sessionJson)))
+      if (args.json) return yield* printJson(shown.map(sessionJson))
       if (shown.length === 0) {
         return yield* printLines(
           `no sessions for principal '${principal}'${hidden > 0 ? ` (${hidden} deleted; --all shows them)` : ""}`,
@@ -344,7 +344,7 @@ export const show = (args: ShowArgs) =>
       yield* noStore(cfg, args.id, principal)
       const store = yield* openStore(cfg, "read")
       const session = yield* resolveSession(cfg, store, args.id, principal)
-      if (args.json) return yield* printLines(printableJson({ session: sessionJson(session.row), timeline: session.events.map(timelineEntry) }))
+      if (args.json) return yield* printJson({ session: sessionJson(session.row), timeline: session.events.map(timelineEntry) })
       yield* printLines(
         ...summaryLines(session.row),
         "",
@@ -423,7 +423,7 @@ export const deleteSession = (args: DeleteArgs) =>
       const session = yield* resolveSession(cfg, store, args.id, principal)
       const result = yield* appendDeletion(cfg, store, session, detail, principal, () => true)
       const row = result.row
-      if (args.json) return yield* printLines(printableJson({ deleted: result.outcome === "deleted", alreadyDeleted: result.outcome === "already", session: sessionJson(row) }))
+      if (args.json) return yield* printJson({ deleted: result.outcome === "deleted", alreadyDeleted: result.outcome === "already", session: sessionJson(row) })
       if (result.outcome === "already") {
         return yield* printLines(
           `session ${row.session_id} was already deleted${row.ended_by === null ? "" : ` by ${printable(row.ended_by)}`}${row.ended_at === null ? "" : ` at ${row.ended_at}`}${row.end_detail === null ? "" : ` (${oneLine(row.end_detail, 160)})`}; nothing changed`
@@ -470,7 +470,7 @@ export const cleanup = (args: CleanupArgs) =>
       }
       const affected = args.dryRun ? candidates : done
       if (args.json) {
-        return yield* printLines(printableJson({ principal, olderThanDays: days, cutoff, dryRun: args.dryRun, deleted: args.dryRun ? 0 : done.length, sessions: affected.map(sessionJson) }))
+        return yield* printJson({ principal, olderThanDays: days, cutoff, dryRun: args.dryRun, deleted: args.dryRun ? 0 : done.length, sessions: affected.map(sessionJson) })
       }
       if (affected.length === 0) return yield* printLines(`no sessions of '${principal}' inactive for ${days} days (since ${shortTime(cutoff)}); nothing to clean up`)
       yield* printLines(

@@ -16,8 +16,8 @@ import type { OpenMode } from "../../../infrastructure/event-store/sqliteEventSt
 import { loadKeyRing, localTrustedKeys } from "../../../infrastructure/keys/keyFiles.js"
 import { asCli, usageError } from "../cliError.js"
 import { currentPrincipal } from "../principal.js"
-import { dim, green, printLines, red, table } from "../output.js"
-import { printable, printableJson } from "../printable.js"
+import { dim, green, printJson, printLines, red, table } from "../output.js"
+import { printable } from "../printable.js"
 import { config, crypto, eventLogFor, openStore, storeExists, withKeyRing } from "../runtime.js"
 
 /** A line grant reads as the command line it names; any other resource as it is. */
@@ -67,7 +67,7 @@ export const list = (args: { readonly principal?: string | undefined; readonly j
       const cfg = yield* config
       // No store yet means no token yet, not an error.
       const records = storeExists(cfg) ? yield* asCli((yield* tokenService(cfg, "read")).list(principal)) : []
-      if (args.json) return yield* printLines(printableJson(records.map(recordJson)))
+      if (args.json) return yield* printJson(records.map(recordJson))
       if (records.length === 0) return yield* printLines(`no capability tokens for principal '${printable(principal)}'`)
       yield* printLines(
         ...table(
@@ -97,7 +97,7 @@ const detailLines = (r: TokenRecord): Array<string> =>
     `token         ${r.token.tokenId}`,
     `status        ${statusText(r)}${r.detail === null ? "" : ` (${r.detail})`}`,
     `principal     ${r.token.principal}`,
-    `resource      ${printable(shownResource(r.token.resource))}`,
+    `resource      ${shownResource(r.token.resource)}`,
     `permissions   ${r.token.permissions.join(", ")}`,
     `issued        ${r.token.issuedAt}`,
     `expires       ${r.token.expiresAt}`,
@@ -115,7 +115,7 @@ export const show = (args: { readonly tokenId: string; readonly json: boolean })
       const cfg = yield* config
       if (!storeExists(cfg)) return yield* Effect.fail(notFound(args.tokenId, cfg.eventStore.path))
       const found = yield* ownToken(yield* asCli((yield* tokenService(cfg, "read")).get(args.tokenId)), args.tokenId, cfg.eventStore.path)
-      if (args.json) return yield* printLines(printableJson(recordJson(found)))
+      if (args.json) return yield* printJson(recordJson(found))
       yield* printLines(...detailLines(found))
     })
   )
@@ -131,7 +131,7 @@ export const revoke = (args: { readonly tokenId: string; readonly reason?: strin
       const keyRing = Either.getOrUndefined(yield* Effect.either(loadKeyRing(cfg.home)))
       const by = currentPrincipal()
       const record = yield* asCli(withKeyRing(service.revoke(args.tokenId, by, args.reason ?? null), keyRing))
-      if (args.json) return yield* printLines(printableJson(recordJson(record)))
+      if (args.json) return yield* printJson(recordJson(record))
       yield* printLines(
         printable(`revoked token ${record.token.tokenId} of principal '${record.token.principal}' (${record.token.permissions.join(",")} on ${shownResource(record.token.resource)})`),
         dim(printable(`recorded on ${record.stream} by '${by}'; it authorizes nothing from now on`))
