@@ -4,16 +4,10 @@
  * comes from the model's tool call and its output from the command, neither of them trusted.
  */
 import { Effect } from "effect"
-import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { useCliCapture } from "../../../test/cliCapture.js"
-import { SecurityInterceptor } from "../../../application/security/securityInterceptor.js"
-import { runTool } from "../../../application/tools/runTool.js"
-import { makeRunContext } from "../../../application/tools/tool.js"
-import { generateKey, loadKeyRing } from "../../../infrastructure/keys/keyFiles.js"
+import { deferredQueue } from "../../../test/deferredQueue.js"
 import { bashToolErased } from "../../../infrastructure/tools/bash.js"
-import { makeHarness } from "../../../test/securityHarness.js"
-import { tempHome } from "../../../test/seedStore.js"
 import { approve, deny, list } from "./approvals.js"
 
 const capture = useCliCapture()
@@ -22,24 +16,8 @@ const capture = useCliCapture()
 const RAW_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/
 
 /** A home whose queue holds alice's bash calls, deferred because nobody could be asked. */
-const deferred = async (commands: ReadonlyArray<string>) => {
-  const home = tempHome()
-  capture.homes.push(home)
-  process.env["ASTRID_HOME"] = home
-  process.env["ASTRID_PRINCIPAL"] = "alice"
-  process.env["NO_COLOR"] = "1"
-  await Effect.runPromise(Effect.orDie(generateKey(home, false, Date.now())))
-  const key = await Effect.runPromise(Effect.orDie(loadKeyRing(home)))
-  const h = await makeHarness({ sqlitePath: join(home, "astrid.db"), keyRing: key, trustedIssuers: new Map([[key.keyId, key.publicKeyHex]]) })
-  const ids: Array<string> = []
-  for (const command of commands) {
-    const context = await Effect.runPromise(makeRunContext(h.workspace))
-    const result = await h.run(Effect.provideService(runTool(bashToolErased, { command }, { principal: "alice", sessionId: "s1", context }), SecurityInterceptor, h.interceptor))
-    if (result.decision?._tag !== "Deferred") throw new Error(`expected a deferral of ${command}`)
-    ids.push(result.decision.requestId)
-  }
-  return ids
-}
+const deferred = async (commands: ReadonlyArray<string>) =>
+  (await deferredQueue(commands.map((command) => ({ tool: bashToolErased, input: { command } })), [], capture.homes)).requestIds
 
 describe("astrid approvals output", () => {
   it("list and deny show a summary's control characters as visible escapes", async () => {

@@ -9,14 +9,9 @@ import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { useCliCapture } from "../../../test/cliCapture.js"
-import { type Proposal, SecurityInterceptor } from "../../../application/security/securityInterceptor.js"
-import { runTool } from "../../../application/tools/runTool.js"
-import { makeRunContext } from "../../../application/tools/tool.js"
-import { generateKey, loadKeyRing } from "../../../infrastructure/keys/keyFiles.js"
+import { deferredQueue } from "../../../test/deferredQueue.js"
 import { bashToolErased } from "../../../infrastructure/tools/bash.js"
 import { writeFileToolErased } from "../../../infrastructure/tools/writeFile.js"
-import { makeHarness } from "../../../test/securityHarness.js"
-import { tempHome } from "../../../test/seedStore.js"
 import { approve, deny } from "./approvals.js"
 import type { Execution } from "../../../application/agent/deferredWorker.js"
 import { reportedOnce, worker } from "./worker.js"
@@ -24,34 +19,10 @@ import { reportedOnce, worker } from "./worker.js"
 const capture = useCliCapture()
 const homes = capture.homes
 
-/** A home whose queue holds alice's tool calls, deferred because nobody could be asked. */
-const deferredHome = async (
-  calls: ReadonlyArray<{ readonly tool: typeof bashToolErased; readonly input: unknown }>,
-  /** Proposed straight to the interceptor: tool calls the worker does not have, with a cost to reserve. */
-  proposals: ReadonlyArray<Pick<Proposal, "request" | "toolCall" | "estimatedCostMicros">> = []
-) => {
-  const home = tempHome()
-  homes.push(home)
-  process.env["ASTRID_HOME"] = home
-  process.env["ASTRID_PRINCIPAL"] = "alice"
-  process.env["NO_COLOR"] = "1"
-  await Effect.runPromise(Effect.orDie(generateKey(home, false, Date.now())))
-  const key = await Effect.runPromise(Effect.orDie(loadKeyRing(home)))
-  const h = await makeHarness({ sqlitePath: join(home, "astrid.db"), keyRing: key, trustedIssuers: new Map([[key.keyId, key.publicKeyHex]]) })
-  const requestIds: Array<string> = []
-  for (const call of calls) {
-    const context = await Effect.runPromise(makeRunContext(h.workspace))
-    const result = await h.run(Effect.provideService(runTool(call.tool, call.input, { principal: "alice", sessionId: "s1", context }), SecurityInterceptor, h.interceptor))
-    if (result.decision?._tag !== "Deferred") throw new Error("expected a deferral")
-    requestIds.push(result.decision.requestId)
-  }
-  for (const p of proposals) {
-    const d = await h.run(h.interceptor.intercept({ principal: "alice", sessionId: "s1", workspaceRoot: h.workspace, ...p }))
-    if (d._tag !== "Deferred") throw new Error("expected a deferral")
-    requestIds.push(d.requestId)
-  }
-  return { home, workspace: h.workspace, requestIds, h }
-}
+const deferredHome = (
+  calls: Parameters<typeof deferredQueue>[0],
+  proposals: Parameters<typeof deferredQueue>[1] = []
+) => deferredQueue(calls, proposals, homes)
 
 const jsonOutput = (): unknown => JSON.parse(capture.output())
 
